@@ -1,0 +1,128 @@
+"""Chapter parameters: the shared names, their checks, and the three profiles.
+
+Every chapter has a papermill ``parameters`` cell. The names shared by all chapters are
+``profile``, ``dataset``, ``seed``, ``n_clusters`` (None: the number of classes) and
+``label_fraction`` wherever labels are used; epoch counts end in ``epochs``. Budgets default to
+None in the parameters cell and are filled from the chapter's profile table by :func:`resolve`:
+
+* ``smoke``: seconds, for the tests;
+* ``book``: minutes on 2 CPU cores, what the rendered book shows (the default);
+* ``paper``: the paper's own budgets, meant for a GPU (for example Colab).
+
+:func:`check` is called twice: by ``python -m reprolib run`` before anything executes (a bad value
+exits with status 2 and one line), and by the chapter's first cell, so papermill and Jupyter users
+get the same message.
+"""
+from __future__ import annotations
+
+import numbers
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+PROFILES = ("smoke", "book", "paper")
+#: Parameters set by the runner, not by users.
+RUNNER_PARAMETERS = ("output_dir",)
+
+
+class ParameterError(ValueError):
+    """A parameter has an unknown name or a value outside what is allowed."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"parameter {name!r}: {message}")
+        self.name = name
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_profile(value: Any) -> str | None:
+    return None if value in PROFILES else f"must be one of {', '.join(PROFILES)}; got {value!r}"
+
+
+def _check_dataset(value: Any) -> str | None:
+    from .data import DATASETS
+    return None if value in DATASETS else f"must be one of {', '.join(DATASETS)}; got {value!r}"
+
+
+def _check_seed(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 0 else f"must be an integer >= 0; got {value!r}"
+
+
+def _check_n_clusters(value: Any) -> str | None:
+    if value is None or (_is_int(value) and value >= 2):
+        return None
+    return f"must be an integer >= 2 (or None for the number of classes); got {value!r}"
+
+
+def _check_label_fraction(value: Any) -> str | None:
+    if _is_number(value) and 0 < value <= 1:
+        return None
+    return f"must be a number in (0, 1]; got {value!r}"
+
+
+def _check_epochs(value: Any) -> str | None:
+    if value is None or (_is_int(value) and value >= 0):
+        return None
+    return f"must be an integer >= 0 (or None for the profile's value); got {value!r}"
+
+
+SHARED_CHECKS = {
+    "profile": _check_profile,
+    "dataset": _check_dataset,
+    "seed": _check_seed,
+    "n_clusters": _check_n_clusters,
+    "label_fraction": _check_label_fraction,
+}
+
+
+def _check_type(name: str, value: Any, default: Any) -> str | None:
+    """A value must have the type of the notebook's default (None defaults accept anything)."""
+    if default is None or value is None and name.endswith("epochs"):
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be True or False; got {value!r}"
+    if _is_int(default) and not _is_int(value):
+        return f"must be an integer; got {value!r}"
+    if isinstance(default, float) and not _is_number(value):
+        return f"must be a number; got {value!r}"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"must be a string; got {value!r}"
+    return None
+
+
+def check(values: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ParameterError` for the first unknown name or invalid value.
+
+    `defaults` are the notebook's parameters; when given, names outside it are unknown and
+    values must have the defaults' types.
+    """
+    for name, value in values.items():
+        if defaults is not None and name not in defaults:
+            allowed = ", ".join(sorted(n for n in defaults if n not in RUNNER_PARAMETERS))
+            raise ParameterError(name, f"unknown parameter; this chapter takes {allowed}")
+        problem = None
+        if name in SHARED_CHECKS:
+            problem = SHARED_CHECKS[name](value)
+        elif name.endswith("epochs"):
+            problem = _check_epochs(value)
+        if problem is None and defaults is not None:
+            problem = _check_type(name, value, defaults[name])
+        if problem:
+            raise ParameterError(name, problem)
+
+
+def resolve(profile: str, budgets: Mapping[str, Mapping[str, Any]], **overrides: Any) -> SimpleNamespace:
+    """The budgets of `profile` from a chapter's table, with every non-None override on top."""
+    problem = _check_profile(profile)
+    if problem:
+        raise ParameterError("profile", problem)
+    if set(budgets) != set(PROFILES):
+        raise ValueError(f"a chapter's budget table needs exactly the profiles {PROFILES}")
+    chosen = dict(budgets[profile])
+    chosen.update({k: v for k, v in overrides.items() if v is not None})
+    return SimpleNamespace(profile=profile, **chosen)

@@ -1,0 +1,27 @@
+"""Every chapter of the table of contents runs at the smoke profile and writes a valid record.
+
+Also: the same seed gives the same metrics (determinism on CPU).
+"""
+import pytest
+
+from reprolib import results
+from reprolib.book import chapters
+from reprolib.runner import execute
+
+CHAPTERS = chapters()
+
+
+def _metrics(record):
+    return [(r["experiment"], r["method"], r["setting"], r["metric"], r["value"]) for r in record["rows"]]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_runs_at_smoke_and_is_repeatable(chapter, tmp_path):
+    first = execute(chapter, "smoke", {}, tmp_path / "a")
+    results.validate(first)
+    assert first["chapter"] == chapter.stem and first["profile"] == "smoke"
+    assert (tmp_path / "a" / f"{chapter.stem}.ipynb").exists()
+    assert first["dataset"]["checksum"].startswith("sha256:")
+    second = execute(chapter, "smoke", {}, tmp_path / "b")
+    assert _metrics(first) == _metrics(second)

@@ -1,0 +1,66 @@
+"""Parameter checks, profiles and the results.json schema."""
+import json
+import math
+
+import pytest
+
+from reprolib import params, results
+from reprolib.data import load
+
+DEFAULTS = {"profile": "book", "dataset": "mnist5k", "seed": 0, "n_clusters": None,
+            "label_fraction": 0.02, "pretrain_epochs": None, "margin": 2.0, "output_dir": "runs/x"}
+
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("profile", "fast", "smoke, book, paper"),
+    ("dataset", "imagenet", "mnist5k"),
+    ("label_fraction", 1.5, "(0, 1]"),
+    ("label_fraction", 0, "(0, 1]"),
+    ("n_clusters", 1, ">= 2"),
+    ("pretrain_epochs", -1, ">= 0"),
+    ("seed", -3, ">= 0"),
+    ("margin", "wide", "number"),
+    ("lr", 0.1, "unknown parameter"),
+])
+def test_bad_parameters_name_the_parameter_and_what_is_allowed(name, value, fragment):
+    with pytest.raises(params.ParameterError) as error:
+        params.check({name: value}, DEFAULTS)
+    assert f"'{name}'" in str(error.value) and fragment in str(error.value)
+
+
+def test_good_parameters_pass():
+    params.check({"profile": "smoke", "label_fraction": 1, "n_clusters": 12, "pretrain_epochs": 0,
+                  "margin": 3}, DEFAULTS)
+
+
+def test_resolve_fills_budgets_from_the_profile_and_keeps_overrides():
+    budgets = {"smoke": {"epochs": 1}, "book": {"epochs": 20}, "paper": {"epochs": 100}}
+    assert params.resolve("book", budgets).epochs == 20
+    assert params.resolve("book", budgets, epochs=None).epochs == 20
+    assert params.resolve("paper", budgets, epochs=7).epochs == 7
+    with pytest.raises(params.ParameterError):
+        params.resolve("huge", budgets)
+
+
+def test_recorder_writes_the_documented_schema(tmp_path):
+    ds = load("digits")
+    record = results.Recorder("00_test", "smoke", {"seed": 0}, 0, ds, device="cpu")
+    record.add("table", "k-means", "digits", "raw", "acc", 0.5, paper=0.6)
+    record.headline("k-means", "acc", 0.5, setting="raw pixels")
+    path = record.write(tmp_path)
+    saved = json.loads(path.read_text())
+    assert tuple(saved) == results.TOP_KEYS
+    assert saved["dataset"]["checksum"] == ds.checksum
+    assert saved["rows"][0]["paper_value"] == 0.6 and saved["rows"][1]["experiment"] == "headline"
+    assert results.load(tmp_path)["chapter"] == "00_test"
+    assert results.rows_frame(saved)["difference"].iloc[0] == pytest.approx(-0.1)
+
+
+def test_records_without_a_headline_or_with_nan_are_refused(tmp_path):
+    record = results.Recorder("00_test", "smoke", {}, 0, device="cpu")
+    record.add("table", "m", "d", "", "acc", 0.5)
+    with pytest.raises(ValueError, match="headline"):
+        record.write(tmp_path)
+    record.headline("m", "acc", math.nan)
+    with pytest.raises(ValueError, match="not a number"):
+        record.write(tmp_path)

@@ -1,0 +1,52 @@
+"""`python -m reprolib run`: bad parameters exit 2 with one line, before anything executes."""
+import subprocess
+import sys
+
+import pytest
+
+CHAPTER = "notebooks/00_evaluation.py"
+
+
+def run_cli(root, *args):
+    return subprocess.run([sys.executable, "-m", "reprolib", "run", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-p", "dataset=imagenet"], "parameter 'dataset': must be one of digits, mnist5k"),
+    (["-p", "label_fraction=1.5"], "parameter 'label_fraction'"),
+    (["-p", "n_clusters=1"], "parameter 'n_clusters': must be an integer >= 2"),
+    (["-p", "learning_rate=0.1"], "parameter 'learning_rate': unknown parameter"),
+    (["--profile", "huge"], "parameter 'profile': must be one of smoke, book, paper"),
+    (["-p", "seed"], "expected name=value"),
+])
+def test_bad_parameters_exit_2_with_one_line(root, tmp_path, args, fragment):
+    out = tmp_path / "out"
+    done = run_cli(root, CHAPTER, "--out", str(out), *args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0]
+    assert not (out / "results.json").exists()
+
+
+def test_a_label_fraction_outside_the_unit_interval_is_refused_for_chapters_with_labels(root, tmp_path):
+    from reprolib.book import chapters
+    labelled = [c for c in chapters(root) if "label_fraction" in c.read_text()]
+    for chapter in labelled:
+        done = run_cli(root, str(chapter.relative_to(root)), "-p", "label_fraction=0", "--out", str(tmp_path))
+        assert done.returncode == 2 and "label_fraction" in done.stderr
+
+
+def test_negative_epochs_are_refused(root, tmp_path):
+    from reprolib.book import chapters
+    with_epochs = [c for c in chapters(root) if "_epochs = None" in c.read_text()]
+    for chapter in with_epochs:
+        name = next(line.split("=")[0].strip() for line in chapter.read_text().splitlines()
+                    if line.split("=")[0].strip().endswith("epochs") and "= None" in line)
+        done = run_cli(root, str(chapter.relative_to(root)), "-p", f"{name}=-1", "--out", str(tmp_path))
+        assert done.returncode == 2 and name in done.stderr
+
+
+def test_missing_notebook_exits_2(root):
+    done = run_cli(root, "notebooks/nope.py")
+    assert done.returncode == 2 and "no notebook" in done.stderr

@@ -1,0 +1,93 @@
+"""Seeding, the NaN guard, atomic checkpoints, and resume after an interruption."""
+import numpy as np
+import pytest
+import torch
+
+from reprolib import training
+from reprolib.data import load
+
+
+def _setup(seed):
+    training.seed_everything(seed)
+    ds = load("digits")
+    x, y = ds.flat()[:600], ds.labels[:600]
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(32, 10))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.from_numpy(x)
+
+    def epoch_fn(epoch):
+        order = torch.randperm(len(x))  # global RNG: resume must restore it
+        noise = float(np.random.rand())  # NumPy RNG too
+        total = 0.0
+        for batch in order.split(64):
+            loss = torch.nn.functional.cross_entropy(model(x[batch] + 0.01 * noise), y[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+        return {"loss": total}
+
+    return model, optimiser, epoch_fn
+
+
+def _train(seed, n_epochs, checkpoint=None, interrupt_at=None):
+    model, optimiser, epoch_fn = _setup(seed)
+
+    def maybe_interrupted(epoch):
+        if epoch == interrupt_at:
+            raise KeyboardInterrupt
+        return epoch_fn(epoch)
+
+    history = training.run_epochs(n_epochs, maybe_interrupted, checkpoint,
+                                  {"model": model, "optimiser": optimiser}, desc="test")
+    return model, history
+
+
+def test_same_seed_same_result_and_another_seed_differs():
+    model_a, hist_a = _train(0, 3)
+    model_b, hist_b = _train(0, 3)
+    model_c, hist_c = _train(1, 3)
+    assert hist_a == hist_b
+    assert all(torch.equal(p, q) for p, q in zip(model_a.parameters(), model_b.parameters()))
+    assert hist_a != hist_c
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    reference, reference_history = _train(0, 5)
+    checkpoint = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(0, 5, checkpoint, interrupt_at=3)
+    assert training.load_checkpoint(checkpoint, restore_rng=False)["epoch"] == 2
+    resumed, history = _train(0, 5, checkpoint)
+    assert history == reference_history
+    assert all(torch.equal(p, q) for p, q in zip(reference.parameters(), resumed.parameters()))
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    training.save_checkpoint(path, {"epoch": 0})
+
+    def broken_save(obj, target):
+        open(target, "wb").write(b"torn")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        training.save_checkpoint(path, {"epoch": 1})
+    monkeypatch.undo()
+    assert training.load_checkpoint(path, restore_rng=False)["epoch"] == 0
+
+
+def test_nan_guard_stops_with_a_clear_message():
+    with pytest.raises(training.NonFiniteLossError, match="loss became nan at epoch 4"):
+        training.check_finite(torch.tensor(float("nan")), "loss", "epoch 4")
+    with pytest.raises(training.NonFiniteLossError):
+        training.run_epochs(2, lambda epoch: {"loss": float("inf")}, None, {})
+    training.check_finite(1.0)
+
+
+def test_pick_device_prefers_what_is_asked(monkeypatch):
+    from reprolib.device import describe_device, pick_device
+    monkeypatch.setenv("REPROLIB_DEVICE", "cpu")
+    assert pick_device().type == "cpu" and describe_device("cpu").startswith("cpu (")
