@@ -1,0 +1,163 @@
+"""Pairwise-constraint and clustering losses (Hsu-Kira and ClusterNet chapters).
+
+* :func:`pairwise_kl` / :func:`pairwise_kl_terms`: Hsu and Kira (2015), *Neural network-based
+  clustering using pairwise constraints*, Eq. (1)-(3): the KL divergence between the cluster
+  distributions of a pair, as a cost for similar pairs and as a hinge for dissimilar ones.
+* :func:`clusternet_pair_loss`: ClusterNet (Shukla, Cheema and Anand), Eq. (2), (6), (7).
+* :func:`constraints_from_labels`: the pair sets of ClusterNet Eq. (14)-(15).
+* :func:`cluster_loss`: ClusterNet's k-means style term, Eq. (4)-(5).
+
+Constraints are an N x N matrix ``S`` over a mini-batch: ``S[i, j] = +1`` for a similar pair,
+``-1`` for a dissimilar pair and ``0`` for an unknown pair, which contributes nothing (the diagonal
+never counts). Everything is computed in matrix form, at O(N^2 + N K) memory.
+
+Gradient convention (Hsu-Kira Sec. 2.1, Eq. (3)-(5)): in :math:`loss(P \\| Q)` the first argument
+P is a constant and the gradient flows into Q only; so for an ordered pair (i, j) we compute
+:math:`loss(p_i \\| p_j)` with :math:`p_i` detached. Summing both orders gives the symmetric cost
+of ClusterNet's Eq. (2) (and Hsu-Kira's Eq. (3)), whose gradient w.r.t. :math:`p_j` is that of
+:math:`loss(p_i \\| p_j)` alone, Hsu-Kira's Eq. (4).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+SIMILAR, UNKNOWN, DISSIMILAR = 1, 0, -1
+
+
+class PairwiseKLTerms(NamedTuple):
+    """The two halves of the pairwise loss, averaged separately over ordered pairs (i, j)."""
+
+    similar: torch.Tensor  # mean of KL(p_i || p_j) over ordered similar pairs (0 if none)
+    dissimilar: torch.Tensor  # mean of max(0, m - KL(p_i || p_j)) over dissimilar pairs
+    n_similar: int  # number of ordered similar pairs, i != j
+    n_dissimilar: int  # number of ordered dissimilar pairs, i != j
+
+
+def kl_matrix(probs: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """:math:`KL(p_i \\| p_j)` for all ordered pairs (N x N), p_i detached (Hsu-Kira Eq. (1)).
+
+    Row i holds the divergences from the (constant) reference p_i; the gradient reaches p_j only.
+    ``eps`` is added inside the logs, as in the authors' code.
+    """
+    reference = probs.detach()
+    # $\sum_k p_{ik} \log p_{ik}$: one number per point, a constant
+    neg_entropy = (reference * torch.log(reference + eps)).sum(dim=1)
+    # $\sum_k p_{ik} \log p_{jk}$ for all (i, j): one N x K @ K x N product
+    cross = reference @ torch.log(probs + eps).T
+    # $KL(p_i \| p_j) = \sum_k p_{ik} \log p_{ik} / p_{jk}$
+    return neg_entropy[:, None] - cross
+
+
+def _constraint_masks(constraints, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean N x N masks of similar and dissimilar ordered pairs, diagonal excluded."""
+    constraints = torch.as_tensor(constraints, device=device)
+    if constraints.shape != (n, n):
+        raise ValueError(f"constraints must be {n} x {n} for {n} points, "
+                         f"got {tuple(constraints.shape)}")
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=device)
+    similar = (constraints == SIMILAR) & off_diagonal
+    dissimilar = (constraints == DISSIMILAR) & off_diagonal
+    return similar, dissimilar
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `values` where `mask` holds; 0 (still attached to the graph) for an empty mask."""
+    count = int(mask.sum())
+    total = (values * mask).sum()
+    return total / count if count else total * 0.0
+
+
+def pairwise_kl_terms(probs: torch.Tensor, constraints, margin: float = 2.0,
+                      eps: float = 1e-7) -> PairwiseKLTerms:
+    """Hsu-Kira Eq. (2), its similar and dissimilar parts averaged separately.
+
+    :math:`loss(p_i \\| p_j) = I_s KL(p_i \\| p_j) + I_{ds} \\max(0, m - KL(p_i \\| p_j))` over
+    ordered pairs i != j, with p_i held constant (see the module docstring).
+    """
+    if probs.dim() != 2:
+        raise ValueError(f"probs must be N x K, got shape {tuple(probs.shape)}")
+    similar, dissimilar = _constraint_masks(constraints, probs.shape[0], probs.device)
+    kl = kl_matrix(probs, eps)
+    # $\max(0, m - KL(p_i \| p_j))$ for dissimilar pairs
+    hinge = torch.clamp(margin - kl, min=0.0)
+    return PairwiseKLTerms(similar=_masked_mean(kl, similar),
+                           dissimilar=_masked_mean(hinge, dissimilar),
+                           n_similar=int(similar.sum()), n_dissimilar=int(dissimilar.sum()))
+
+
+def pairwise_kl(probs: torch.Tensor, constraints, margin: float = 2.0,
+                eps: float = 1e-7) -> torch.Tensor:
+    """Hsu-Kira Eq. (2) averaged over all ordered pairs with a known constraint.
+
+    ``probs`` is N x K (rows are probability vectors); ``constraints`` N x N with +1 / -1 / 0.
+    For each ordered pair (i, j), i != j, with a known constraint the cost is
+    :math:`loss(p_i \\| p_j)`, :math:`p_i` detached, gradient into :math:`p_j`; summing both
+    orders gives the symmetric cost of ClusterNet's Eq. (2) (Hsu-Kira Eq. (3)). Margin 2 is
+    Hsu and Kira's value. Returns 0 when no pair is known.
+    """
+    terms = pairwise_kl_terms(probs, constraints, margin, eps)
+    n_known = terms.n_similar + terms.n_dissimilar
+    if n_known == 0:
+        return terms.similar  # a zero attached to the graph
+    # $\frac{1}{|T|} \sum_{(i,j) \in T} loss(p_i \| p_j)$
+    return (terms.similar * terms.n_similar + terms.dissimilar * terms.n_dissimilar) / n_known
+
+
+def clusternet_pair_loss(probs: torch.Tensor, constraints, margin: float = 2.0,
+                         eps: float = 1e-7) -> torch.Tensor:
+    """ClusterNet Eq. (6)/(7): separate means over unordered similar and dissimilar pairs.
+
+    :math:`\\frac{1}{|T_{sim}|}\\sum L_{sim} + \\frac{1}{|T_{dissim}|}\\sum L_{dissim}` with
+    :math:`L_{sim} = KL(p\\|q) + KL(q\\|p)` and
+    :math:`L_{dissim} = [m - KL(p\\|q)]_+ + [m - KL(q\\|p)]_+`. Each unordered pair is the two
+    ordered pairs (p, q) and (q, p), so the mean over unordered pairs is twice the mean over
+    ordered pairs. The reference side of each KL is held constant as in Hsu-Kira (ClusterNet
+    Sec. 3.2: "first fixing p and computing the divergence of q from p and vice versa").
+    ``constraints`` must be symmetric; an empty pair set contributes 0. The margin m is not
+    given in the paper; 2 is Hsu and Kira's value.
+    """
+    constraints = torch.as_tensor(constraints, device=probs.device)
+    if constraints.dim() != 2 or not torch.equal(constraints, constraints.T):
+        raise ValueError("ClusterNet's pair sets are unordered: constraints must be symmetric")
+    terms = pairwise_kl_terms(probs, constraints, margin, eps)
+    # $\frac{1}{|T_{sim}|}\sum L_{sim} + \frac{1}{|T_{dissim}|}\sum L_{dissim}$
+    return 2 * terms.similar + 2 * terms.dissimilar
+
+
+def constraints_from_labels(labels) -> torch.Tensor:
+    """ClusterNet Eq. (14)-(15): pair constraints from (true or predicted) labels, N x N int8.
+
+    +1 where two points share a label (T_sim), -1 where they differ (T_dissim), 0 where either
+    label is -1 (unknown) and on the diagonal.
+    """
+    labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+    known = labels != -1
+    same = labels[:, None] == labels[None, :]
+    # $T_{sim} = \{(i, j): k_i = k_j\}$, $T_{dissim} = \{(i, j): k_i \neq k_j\}$
+    constraints = torch.where(same, SIMILAR, DISSIMILAR).to(torch.int8)
+    constraints[~(known[:, None] & known[None, :])] = UNKNOWN
+    constraints.fill_diagonal_(UNKNOWN)
+    return constraints
+
+
+def cluster_loss(z: torch.Tensor, centers: torch.Tensor, assignments) -> torch.Tensor:
+    """ClusterNet Eq. (4)/(5): :math:`\\frac{1}{N}\\sum_i \\|z_i - \\mathbf{C} a_i\\|_2^2`.
+
+    ``z`` is N x d (the embeddings f(theta_e; x_i)); ``centers`` is K x d, one centre per row
+    (the transpose of the paper's d x K matrix C); ``assignments`` is either N cluster indices or
+    an N x K one-hot (or soft) matrix a. Pass the unlabelled points with their predicted
+    assignments for Eq. (4), the labelled ones with their true labels for Eq. (5).
+    """
+    assignments = torch.as_tensor(assignments, device=z.device)
+    if assignments.dim() == 1:
+        assigned_centers = centers[assignments.long()]
+    else:
+        # $\mathbf{C} a_i$ with one centre per row of `centers`
+        assigned_centers = assignments.to(centers.dtype) @ centers
+    # $\frac{1}{|\mathcal{X}|}\sum_i \|f(\theta_e; x_i) - \mathbf{C} a_i\|_2^2$
+    return ((z - assigned_centers) ** 2).sum(dim=1).mean()
