@@ -323,14 +323,25 @@ def load(name: str, split: str = "all") -> ImageDataset:
 
 
 def is_available(name: str) -> bool:
-    """True when `load(name)` works here without a download."""
+    """True when `load(name)` works here without a download (torchvision checks its files)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name in ("digits", "mnist5k"):
         return True
     if name == "fashion-mnist" and FASHION_MNIST_DEBIAN_DIR.is_dir():
         return True
-    cls_name = _TORCHVISION.get(name, (None,))[0]
-    folder = data_root() / name
-    return cls_name is not None and folder.is_dir() and any(folder.iterdir())
+    return all(_torchvision_present(name, part) for part in ("train", "test"))
+
+
+def _torchvision_present(name: str, part: str) -> bool:
+    import torchvision
+    cls_name, split_style, _ = _TORCHVISION[name]
+    kwargs = {"train": part == "train"} if split_style == "train" else {"split": part}
+    try:
+        getattr(torchvision.datasets, cls_name)(root=str(data_root() / name), download=False, **kwargs)
+    except Exception:  # torchvision raises RuntimeError (or others) when files are missing or corrupt
+        return False
+    return True
 
 
 def stratified_split(labels, test_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

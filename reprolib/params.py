@@ -2,7 +2,9 @@
 
 Every chapter has a papermill ``parameters`` cell. The names shared by all chapters are
 ``profile``, ``dataset``, ``seed``, ``n_clusters`` (None: the number of classes) and
-``label_fraction`` wherever labels are used; epoch counts end in ``epochs``. Budgets default to
+``label_fraction`` wherever labels are used. Budget names carry their rule: epoch counts end in
+``epochs`` (integer >= 0), counts start with ``n_`` or end in ``_size`` (integer >= 1), and
+``learning_rate``, ``margin`` and ``*_rate`` are numbers > 0. Budgets default to
 None in the parameters cell and are filled from the chapter's profile table by :func:`resolve`:
 
 * ``smoke``: seconds, for the tests;
@@ -71,6 +73,18 @@ def _check_epochs(value: Any) -> str | None:
     return f"must be an integer >= 0 (or None for the profile's value); got {value!r}"
 
 
+def _check_count(value: Any) -> str | None:
+    if value is None or (_is_int(value) and value >= 1):
+        return None
+    return f"must be an integer >= 1 (or None for the profile's value); got {value!r}"
+
+
+def _check_positive(value: Any) -> str | None:
+    if value is None or (_is_number(value) and value > 0):
+        return None
+    return f"must be a number > 0 (or None for the profile's value); got {value!r}"
+
+
 SHARED_CHECKS = {
     "profile": _check_profile,
     "dataset": _check_dataset,
@@ -78,6 +92,20 @@ SHARED_CHECKS = {
     "n_clusters": _check_n_clusters,
     "label_fraction": _check_label_fraction,
 }
+
+
+def _check_by_name(name: str, value: Any) -> str | None:
+    """Checks that follow from a name: shared names, ``*epochs``, counts ``n_*`` and ``*_size``,
+    positive rates and margins. Budgets default to None, so their names carry the rule."""
+    if name in SHARED_CHECKS:
+        return SHARED_CHECKS[name](value)
+    if name.endswith("epochs"):
+        return _check_epochs(value)
+    if name.startswith("n_") or name.endswith("_size"):
+        return _check_count(value)
+    if name in ("learning_rate", "lr", "margin") or name.endswith("_rate"):
+        return _check_positive(value)
+    return None
 
 
 def _check_type(name: str, value: Any, default: Any) -> str | None:
@@ -105,11 +133,7 @@ def check(values: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) 
         if defaults is not None and name not in defaults:
             allowed = ", ".join(sorted(n for n in defaults if n not in RUNNER_PARAMETERS))
             raise ParameterError(name, f"unknown parameter; this chapter takes {allowed}")
-        problem = None
-        if name in SHARED_CHECKS:
-            problem = SHARED_CHECKS[name](value)
-        elif name.endswith("epochs"):
-            problem = _check_epochs(value)
+        problem = _check_by_name(name, value)
         if problem is None and defaults is not None:
             problem = _check_type(name, value, defaults[name])
         if problem:
