@@ -26,9 +26,9 @@ book: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_constrained_kmeans.py
 
-## Regenerate the paired .ipynb of every chapter from its .py source.
+## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)
-	$(BIN)/jupytext --sync notebooks/*.py
+	$(BIN)/jupytext --sync notebooks/*.py book/*.py
 
 clean:
 	rm -rf _build runs

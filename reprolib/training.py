@@ -18,6 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 
+#: Test hook: when set to N, the N-th epoch finished in this process raises KeyboardInterrupt
+#: right after its checkpoint is written, as a Colab disconnect would (tests/test_resume.py).
+INTERRUPT_ENV = "REPROLIB_INTERRUPT_AFTER_EPOCHS"
+_epochs_done_in_process = 0
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; training stops with this message."""
 
@@ -134,4 +140,13 @@ def run_epochs(n_epochs: int, epoch_fn: Callable[[int], Mapping[str, float]],
                 "modules": {name: module.state_dict() for name, module in modules.items()},
                 "extra": extra_state() if extra_state else {},
             })
+        _simulated_interruption()
     return history
+
+
+def _simulated_interruption() -> None:
+    global _epochs_done_in_process
+    _epochs_done_in_process += 1
+    limit = os.environ.get(INTERRUPT_ENV)
+    if limit and _epochs_done_in_process == int(limit):
+        raise KeyboardInterrupt(f"simulated interruption after {limit} epochs ({INTERRUPT_ENV})")

@@ -1,0 +1,994 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1: Constrained k-means, then ClusterNet
+#
+# **Claim.** With labels for only 1-2% of the images, ClusterNet
+# {cite}`shukla2018clusternet` clusters digits almost as well as a classifier: a convolutional
+# autoencoder is fine-tuned with a k-means style *cluster loss*, a *pairwise KL loss* over similar
+# and dissimilar pairs (from the few labels, and from the model's own assignments), and the
+# reconstruction loss, while the cluster centres, seeded from the labelled means as in
+# constrained k-means {cite}`basu2002seeding`, follow the embeddings with per-centre adaptive
+# rates. The paper reports 96.8% accuracy on MNIST with 0.5% labels (Table 3) and 98.4% on
+# held-out MNIST digits with 2% (Table 5).
+#
+# This chapter first derives and implements constrained k-means (the paper's Alg. 1), then every
+# equation of ClusterNet, each next to its code with a numerical check, and regenerates Tables 3,
+# 5 and 6 and Figures 1-3 and 5 on the data we can get offline (`mnist5k`, 5,000 MNIST digits).
+
+# %% tags=["remove-cell"]
+import sys
+if "google.colab" in sys.modules:  # on Colab: install reprolib (and its dependencies) from the repository
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "reprolib @ git+https://github.com/deep-clustering-reproduced/book@main"], check=True)
+
+# %% [markdown]
+# ## Equation map
+#
+# | paper | what | where here |
+# | --- | --- | --- |
+# | Alg. 1 | constrained k-means (Basu et al.) | `reprolib.cluster.ConstrainedKMeans`, {ref}`sec-ckm` |
+# | Eq. (1) | $KL(p \| q)$ | `reprolib.losses.kl_matrix`, {ref}`sec-pairwise` |
+# | Eq. (2) | symmetric pair cost $KL(p\|q) + KL(q\|p)$ | `reprolib.losses.pairwise_kl` (both orders), {ref}`sec-pairwise` |
+# | Eq. (3) | total loss with balancing coefficient $\lambda$ | `clusternet_loss`, {ref}`sec-total` |
+# | Eq. (4), Eq. (5) | cluster loss, unlabelled / labelled | `reprolib.losses.cluster_loss`, {ref}`sec-cluster-loss` |
+# | Eq. (6), Eq. (7) | pairwise loss, labelled / unlabelled, with margin $m$ | `reprolib.losses.clusternet_pair_loss`, {ref}`sec-pairwise` |
+# | Eq. (8) | reconstruction loss | `reconstruction_loss`, {ref}`sec-total` |
+# | Eq. (9) | centres from labelled means in the latent space | `initial_centers`, {ref}`sec-centres` |
+# | Eq. (10), Eq. (11) | hard assignments, unlabelled / labelled | `assign`, {ref}`sec-centres` |
+# | Eq. (12), Eq. (13) | centre updates with per-centre adaptive rates | `update_centers`, {ref}`sec-centres` |
+# | Eq. (14), Eq. (15) | similar / dissimilar pair sets | `reprolib.losses.constraints_from_labels`, {ref}`sec-pairwise` |
+# | Eq. (16) | assignment probabilities from distances | `assignment_probs`, {ref}`sec-probs` |
+# | Eq. (17) | annealing of $\lambda$ ($T_1 = 5$, $T_2 = 40$) | `annealed_lambda`, {ref}`sec-total` |
+# | Eq. (18) | NMI normalised by $\max(H(c), H(c'))$ | `reprolib.metrics.nmi(average="max")` (Chapter 0) |
+# | Alg. 2 | alternating optimisation | `finetune`, {ref}`sec-alg2` |
+
+# %% tags=["parameters"]
+profile = "book"          # smoke | book | paper
+dataset = "mnist5k"       # any dataset of reprolib.data (28x28, 32x32 and 8x8 images work)
+seed = 0                  # seeds the split, the labelled subsets and training
+n_clusters = None         # None: the number of classes (ClusterNet has one centre per class)
+label_fraction = 0.02     # labelled fraction of every class for the headline run
+pretrain_epochs = None    # autoencoder pretraining epochs (paper: 100); None: the profile's
+finetune_epochs = None    # ClusterNet epochs (paper: 60); None: the profile's
+margin = 2.0              # hinge margin m of Eq. (6)-(7) (not given in the paper; Hsu-Kira use 2)
+learning_rate = None      # Adam learning rate (paper: 1e-4); None: the profile's
+batch_size = 256          # unlabelled images per fine-tuning step (not given in the paper)
+pretrain_batch_size = 64  # images per pretraining step (not given in the paper)
+n_runs = None             # labelled/unlabelled splits per label fraction (paper: 5); None: the profile's
+n_samples = None          # use a stratified subset of this many images; None: the profile's (all)
+sweep = True              # run the label-fraction sweep of Tables 3 and 5 (False: only label_fraction)
+ablation = True           # run the fixed-lambda runs of Fig. 5(b)
+output_dir = "runs/01_clusternet"  # results.json, figures and checkpoints (set by python -m reprolib run --out)
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from reprolib import data, metrics, params, plotting, report, results, training
+from reprolib.cluster import ConstrainedKMeans, seeded_centers
+from reprolib.device import describe_device, pick_device
+from reprolib.losses import cluster_loss, clusternet_pair_loss, constraints_from_labels, kl_matrix, pairwise_kl
+
+params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters,
+                  label_fraction=label_fraction, pretrain_epochs=pretrain_epochs,
+                  finetune_epochs=finetune_epochs, margin=margin, learning_rate=learning_rate,
+                  batch_size=batch_size, pretrain_batch_size=pretrain_batch_size, n_runs=n_runs,
+                  n_samples=n_samples))
+
+PAPER_FRACTIONS = [0.01, 0.02, 0.05, 0.10]  # Table 5
+BUDGETS = {
+    "smoke": dict(pretrain_epochs=1, finetune_epochs=2, learning_rate=1e-3, n_runs=1, n_samples=600,
+                  fractions=[0.02], table3_fraction=None, lambdas=[], tsne_points=200, kmeans_n_init=1),
+    "book": dict(pretrain_epochs=8, finetune_epochs=8, learning_rate=1e-3, n_runs=1, n_samples=None,
+                 fractions=PAPER_FRACTIONS, table3_fraction=0.005, lambdas=[0.0], tsne_points=1500,
+                 kmeans_n_init=10),
+    "paper": dict(pretrain_epochs=100, finetune_epochs=60, learning_rate=1e-4, n_runs=5, n_samples=None,
+                  fractions=PAPER_FRACTIONS, table3_fraction=0.005, lambdas=[0.0, 0.1, 0.5, 1.0],
+                  tsne_points=5000, kmeans_n_init=10),
+}
+budget = params.resolve(profile, BUDGETS, pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs,
+                        learning_rate=learning_rate, n_runs=n_runs, n_samples=n_samples)
+fractions = [label_fraction]
+if sweep:
+    fractions = sorted(set(budget.fractions) | {label_fraction}
+                       | ({budget.table3_fraction} if budget.table3_fraction else set()))
+lambdas = budget.lambdas if ablation else []
+device = pick_device()
+out = Path(output_dir)
+checkpoints = out / "checkpoints"
+plotting.use_style()
+print(f"profile {profile}: {budget}\nlabel fractions {fractions}; device {describe_device(device)}")
+
+# %% [markdown]
+# ## Data and splits
+#
+# The paper's Sec. 5.3 protocol: a stratified 90% / 10% split, the 10% held out from everything
+# (pretraining included); inside the 90%, five random labelled / unlabelled splits per label
+# fraction. We follow it for every table, so the held-out columns of Table 5 and the
+# transductive columns of Table 3 come from the same runs. Images are zero-padded to a side that
+# is a multiple of 8 (28 → 32, as the paper's Table 1 lists MNIST at 32 × 32; 8 × 8 digits to 16).
+
+# %%
+full = data.load(dataset)
+if budget.n_samples and budget.n_samples < len(full):
+    keep, _ = data.stratified_split(full.labels.numpy(), 1 - budget.n_samples / len(full), seed=seed)
+    full = full.subset(keep)
+K = n_clusters or full.n_classes
+if K < full.n_classes:
+    raise params.ParameterError("n_clusters", f"ClusterNet needs one centre per class: at least {full.n_classes}")
+record = results.Recorder("01_clusternet", profile,
+                          dict(dataset=dataset, seed=seed, n_clusters=K, label_fraction=label_fraction,
+                               margin=margin, batch_size=batch_size, pretrain_batch_size=pretrain_batch_size,
+                               sweep=sweep, ablation=ablation,
+                               **vars(budget)), seed, full,
+                          device=describe_device(device))
+
+
+def pad_images(images: torch.Tensor) -> torch.Tensor:
+    """Zero-pad H x W to the next multiple of 8, at least 16 (three stride-2 layers)."""
+    side = max(16, -(-max(images.shape[-2:]) // 8) * 8)
+    dh, dw = side - images.shape[-2], side - images.shape[-1]
+    return F.pad(images, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+
+
+images = pad_images(full.images)
+labels = full.labels.numpy()
+train_idx, test_idx = data.stratified_split(labels, 0.1, seed=seed)
+x_train, y_train = images[train_idx], labels[train_idx]
+x_test, y_test = images[test_idx], labels[test_idx]
+print(f"{full.name}: {len(full)} images {tuple(full.image_shape)} padded to {tuple(images.shape[1:])}; "
+      f"train {len(train_idx)}, held-out {len(test_idx)}, K = {K}")
+report.glue("n_train", len(train_idx))
+report.glue("n_test", len(test_idx))
+
+# %% [markdown]
+# (sec-ckm)=
+# ## Constrained k-means (Alg. 1)
+#
+# Basu et al.'s constrained k-means {cite}`basu2002seeding` is k-means with two changes, both in
+# the paper's Alg. 1: the centres start at the means of the labelled points of each class,
+#
+# $$\mu_k = \frac{1}{|\mathcal{X}^l_k|}\sum_{x \in \mathcal{X}^l_k} x,$$
+#
+# and in every assignment step the labelled points keep their class while each unlabelled
+# point goes to its nearest centre, $k = \arg\min_k \|x^u_i - \mu_k\|^2$; centres are then the
+# means of their members. It minimises the k-means objective over the unlabelled points' assignments
+# only. `reprolib.cluster.ConstrainedKMeans` implements it as a scikit-learn estimator
+# (`fit(X, y)` with `y = -1` for unlabelled points), vectorised: all squared distances in one
+# matrix product, centre sums as a sparse one-hot product.
+#
+# *Check:* labelled points never move, and with the labels only used to seed (`seeded_only=True`,
+# Basu et al.'s Seeded-KMeans) it is exactly scikit-learn's Lloyd k-means from the same centres.
+
+# %%
+flat_train = x_train.reshape(len(x_train), -1).numpy()
+check_labels = data.partial_labels(y_train, data.labelled_subset(y_train, 0.02, seed=seed))
+ckm = ConstrainedKMeans(n_clusters=K).fit(flat_train, check_labels)
+assert np.all(ckm.labels_[check_labels >= 0] == check_labels[check_labels >= 0])
+seeded = ConstrainedKMeans(n_clusters=K, seeded_only=True, tol=0).fit(flat_train, check_labels)
+lloyd = KMeans(K, init=seeded_centers(flat_train, check_labels, K), n_init=1, tol=0, algorithm="lloyd",
+               max_iter=300).fit(flat_train)
+agree = float(np.mean(seeded.labels_ == lloyd.labels_))
+print(f"labelled points kept their class; Seeded-KMeans agrees with scikit-learn on {agree:.4f} of points")
+assert agree > 0.99
+
+# %% [markdown]
+# ### Speed
+#
+# The benchmark in `benchmarks/bench_constrained_kmeans.py` times one iteration on 70,000 × 32
+# float32 points (K = 10) against scikit-learn's Lloyd iteration from the same centres, in the same
+# process. Target: at most 3× scikit-learn's time per iteration.
+
+# %%
+from reprolib.benchmarks import constrained_kmeans_vs_sklearn
+
+speed = constrained_kmeans_vs_sklearn(n=70000 if profile != "smoke" else 5000, d=32, k=10, repeats=3 if profile != "smoke" else 1)
+print(f"ConstrainedKMeans {1e3 * speed['ours_s_per_iter']:.2f} ms/iteration, scikit-learn "
+      f"{1e3 * speed['sklearn_s_per_iter']:.2f} ms/iteration: ratio {speed['ratio']:.2f} (target <= 3)")
+report.glue("ckm_speed_ratio", float(speed["ratio"]))
+record.add("benchmark", "ConstrainedKMeans", "synthetic 70000x32", "time per iteration / scikit-learn's",
+           "ratio", speed["ratio"])
+
+# %% [markdown]
+# On this run, an iteration of constrained k-means costs {glue:text}`ckm_speed_ratio:.2f` times
+# an iteration of scikit-learn's KMeans (target: at most 3).
+#
+# ### Constrained vs. plain k-means on pixels and PCA features
+#
+# Accuracy and NMI (Eq. (18), max-normalised) on the unlabelled training images, with 1% and
+# 2% of every class labelled.
+
+# %%
+def kmeans_baselines(features: np.ndarray, feature_name: str, fractions_: list[float]) -> list[dict]:
+    """Plain k-means vs. constrained k-means (Alg. 1) on `features` of the training split."""
+    rows = []
+    plain = KMeans(K, n_init=budget.kmeans_n_init, random_state=seed).fit_predict(features)
+    for fraction in fractions_:
+        partial = data.partial_labels(y_train, data.labelled_subset(y_train, fraction, seed=seed))
+        unlabelled = partial < 0
+        constrained = ConstrainedKMeans(n_clusters=K).fit(features, partial).labels_
+        for method, pred in [("k-means", plain), ("constrained k-means", constrained)]:
+            rows.append(dict(features=feature_name, labels=f"{fraction:.0%}", method=method,
+                             acc=metrics.cluster_acc(y_train[unlabelled], pred[unlabelled]),
+                             nmi=metrics.nmi(y_train[unlabelled], pred[unlabelled], "max")))
+    return rows
+
+
+pca_train = PCA(50, random_state=seed).fit_transform(flat_train)
+ckm_rows = kmeans_baselines(flat_train, "pixels", [0.01, 0.02]) + kmeans_baselines(pca_train, "PCA-50", [0.01, 0.02])
+ckm_table = pd.DataFrame(ckm_rows)
+for row in ckm_rows:
+    for metric in ("acc", "nmi"):
+        record.add("constrained_kmeans", row["method"], dataset, f"{row['features']}, labels={row['labels']}",
+                   metric, row[metric])
+ckm_table.pivot_table(index=["features", "labels"], columns="method", values=["acc", "nmi"]).round(3)
+
+# %% [markdown]
+# (sec-network)=
+# ## The network (Sec. 4.1, Sec. 5.1)
+#
+# A convolutional autoencoder: three convolutions with 32, 64 and 128 filters, each followed by
+# InstanceNorm and LeakyReLU, then a fully connected layer to the 32-dimensional latent space
+# with tanh; the decoder mirrors it. Dropout of 10% follows every layer except the decoder's
+# last. The paper leaves kernel sizes, strides and padding to the dataset; we use 4 × 4 kernels
+# with stride 2 and padding 1, which halve (and, transposed, double) the side exactly.
+
+# %%
+def conv_block(c_in: int, c_out: int, transposed: bool = False, dropout: float = 0.1) -> list[nn.Module]:
+    """Conv (or transposed conv) 4x4 stride 2 -> InstanceNorm -> LeakyReLU -> 10% dropout."""
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(c_in, c_out, 4, stride=2, padding=1)
+    return [conv, nn.InstanceNorm2d(c_out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+
+
+class ClusterNetAutoencoder(nn.Module):
+    """Sec. 5.1: conv 32-64-128 + FC 32 (tanh) encoder f(theta_e; x), mirrored decoder g(theta_d; z)."""
+
+    def __init__(self, channels: int, side: int, latent_dim: int = 32, dropout: float = 0.1):
+        super().__init__()
+        s = side // 8
+        self.encoder = nn.Sequential(*conv_block(channels, 32), *conv_block(32, 64), *conv_block(64, 128),
+                                     nn.Flatten(), nn.Linear(128 * s * s, latent_dim), nn.Tanh())
+        self.decoder = nn.Sequential(nn.Dropout(dropout), nn.Linear(latent_dim, 128 * s * s), nn.Tanh(),
+                                     nn.Dropout(dropout), nn.Unflatten(1, (128, s, s)),
+                                     *conv_block(128, 64, True), *conv_block(64, 32, True),
+                                     nn.ConvTranspose2d(32, channels, 4, stride=2, padding=1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encoder(x)
+        return z, self.decoder(z)
+
+
+@torch.no_grad()
+def embed(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+    """z = f(theta_e; x) for all of x, in evaluation mode (no dropout)."""
+    model.eval()
+    z = torch.cat([model.encoder(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
+    model.train()
+    return z
+
+
+def new_model() -> ClusterNetAutoencoder:
+    return ClusterNetAutoencoder(images.shape[1], images.shape[-1]).to(device)
+
+
+probe = new_model()
+z_probe, recon_probe = probe(x_train[:4].to(device))
+assert z_probe.shape == (4, 32) and recon_probe.shape == x_train[:4].shape
+assert z_probe.abs().max() <= 1  # tanh latent space
+print(probe)
+
+# %% [markdown]
+# ## Pretraining the autoencoder
+#
+# 100 epochs of Adam (learning rate $10^{-4}$, $\beta = (0.9, 0.999)$) on the reconstruction
+# error (Sec. 5.1), on the training split only. The `book` profile runs fewer epochs with a larger
+# learning rate (see "Differences from the paper"). Checkpoints are written after every epoch;
+# rerunning with the same output folder resumes.
+
+# %%
+def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Eq. (8), as a mean over images and pixels: mean_i ||g(f(x_i)) - x_i||^2 / n_pixels."""
+    # $\mathcal{L}_{recon} = \sum_i \|g(f(x_i)) - x_i\|_2^2$ (scaled by 1 / (N n_pixels))
+    return F.mse_loss(recon, x)
+
+
+def pretrain(x: torch.Tensor, epochs: int, run_seed: int) -> ClusterNetAutoencoder:
+    training.seed_everything(run_seed)
+    model = new_model()
+    optimiser = torch.optim.Adam(model.parameters(), lr=budget.learning_rate, betas=(0.9, 0.999))
+
+    def epoch_fn(epoch: int) -> dict:
+        total = 0.0
+        for batch in torch.randperm(len(x)).split(pretrain_batch_size):
+            xb = x[batch].to(device)
+            loss = reconstruction_loss(model(xb)[1], xb)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        return {"recon": total / len(x)}
+
+    model.history = training.run_epochs(epochs, epoch_fn, checkpoints / f"pretrain-seed{run_seed}.pt",
+                                        {"model": model, "optimiser": optimiser}, desc="pretraining")
+    return model
+
+
+started = time.perf_counter()
+autoencoder = pretrain(x_train, budget.pretrain_epochs, seed)
+pretrain_seconds = time.perf_counter() - started
+pretrained_state = {k: v.clone() for k, v in autoencoder.state_dict().items()}
+z_ae_train, z_ae_test = embed(autoencoder, x_train), embed(autoencoder, x_test)
+final_recon = autoencoder.history[-1]["recon"] if autoencoder.history else float("nan")
+print(f"pretrained {budget.pretrain_epochs} epochs; reconstruction MSE {final_recon:.4f}")
+
+# %%
+with torch.no_grad():
+    autoencoder.eval()
+    shown = x_test[:10].to(device)
+    decoded = autoencoder(shown)[1].cpu()
+    autoencoder.train()
+fig = plotting.image_grid(torch.cat([shown.cpu(), decoded]).numpy(), n_cols=10,
+                          title="Held-out images (top) and their reconstructions (bottom)")
+plt.show()
+
+# %% [markdown]
+# (sec-probs)=
+# ## Assignment probabilities (Eq. 16)
+#
+# Instead of a softmax layer, ClusterNet turns the squared distances to the centres into
+# probabilities,
+#
+# $$p_{k,i} = \frac{\exp(-d_{k,i})}{\sum_{k'} \exp(-d_{k',i})}, \qquad d_{k,i} = \|f(\theta_e; x_i) - \mu_k\|_2^2 .$$
+#
+# *Check:* rows sum to one, and the most probable cluster is the nearest centre (Eq. (10)).
+
+# %%
+def squared_distances(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """d_{k,i} = ||z_i - mu_k||^2, N x K."""
+    return torch.cdist(z, centers).pow(2)
+
+
+def assignment_probs(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Eq. (16): p_{k,i} = softmax_k(-d_{k,i})."""
+    # $p_{k,i} = \exp(-d_{k,i}) / \sum_{k'} \exp(-d_{k',i})$
+    return torch.softmax(-squared_distances(z, centers), dim=1)
+
+
+def assign(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Eq. (10): a^u_i = one-hot of argmin_k ||z_i - mu_k||, returned as cluster indices."""
+    return squared_distances(z, centers).argmin(dim=1)
+
+
+g = torch.Generator().manual_seed(0)
+z_check, c_check = 0.2 * torch.randn(6, 32, generator=g), 0.2 * torch.randn(4, 32, generator=g)
+p_check = assignment_probs(z_check, c_check)
+by_hand = np.exp(-((z_check[:, None] - c_check[None]) ** 2).sum(-1).numpy())
+assert torch.allclose(p_check.sum(1), torch.ones(6))
+assert np.allclose(p_check.numpy(), by_hand / by_hand.sum(1, keepdims=True), atol=1e-6)
+assert torch.equal(p_check.argmax(1), assign(z_check, c_check))
+
+# %% [markdown]
+# (sec-cluster-loss)=
+# ## Cluster loss (Eq. 4-5)
+#
+# A k-means term in the latent space, for the unlabelled points with their *predicted*
+# assignments $a^u$ (Eq. (10)) and for the labelled points with their *true* classes $a^l$
+# (Eq. (11)):
+#
+# $$\mathcal{L}^u_{cluster} = \frac{1}{|\mathcal{X}^u|}\sum_{x\in\mathcal{X}^u}\|f(\theta_e;x^u_i) - \mathbf{C}a^u_i\|_2^2,\qquad
+# \mathcal{L}^l_{cluster} = \frac{1}{|\mathcal{X}^l|}\sum_{x\in\mathcal{X}^l}\|f(\theta_e;x^l_i) - \mathbf{C}a^l_i\|_2^2 .$$
+#
+# `reprolib.losses.cluster_loss(z, centers, assignments)` computes both (centres as rows).
+# *Check:* against the one-hot matrix product $\mathbf{C}a_i$ written out.
+
+# %%
+a_check = torch.tensor([0, 3, 1, 1, 2, 0])
+one_hot = F.one_hot(a_check, 4).float()
+by_hand = ((z_check - one_hot @ c_check) ** 2).sum(1).mean()
+assert torch.isclose(cluster_loss(z_check, c_check, a_check), by_hand)
+
+# %% [markdown]
+# (sec-pairwise)=
+# ## Pairwise KL loss (Eq. 1-2, 6-7, 14-15)
+#
+# For the assignment distributions $p$ and $q$ of two points, Eq. (1) is
+# $KL(p\|q) = \sum_k p_k \log (p_k / q_k)$, and Eq. (2) the symmetric cost
+# $\mathcal{L}_{p,q} = KL(p\|q) + KL(q\|p)$, "first fixing $p$ and computing the divergence of
+# $q$ from $p$ and vice versa": in each term the first argument is a constant, as in Hsu and
+# Kira {cite}`hsu2015pairwise`. Pairs come from labels (Eq. (14)): same class is similar, different
+# classes dissimilar; for unlabelled points the predicted clusters of Eq. (10) play the labels'
+# role (Eq. (15)). The labelled loss (Eq. (6)) averages separately over the two pair sets,
+#
+# $$\mathcal{L}^l_{pair} = \frac{1}{|\mathcal{T}^l_{sim}|}\sum_{\mathcal{T}^l_{sim}} \big(KL(p\|q)+KL(q\|p)\big)
+# + \frac{1}{|\mathcal{T}^l_{dissim}|}\sum_{\mathcal{T}^l_{dissim}} \big([m - KL(p\|q)]_+ + [m - KL(q\|p)]_+\big),$$
+#
+# and Eq. (7) is the same over the unlabelled pair sets. All pairs of a mini-batch are used; the
+# $N\times N$ matrix of divergences is one matrix product (`reprolib.losses.kl_matrix`), never an
+# $N\times N\times K$ tensor.
+#
+# *Checks:* against a loop over unordered pairs of Eq. (6); `pairwise_kl` summed over both orders
+# equals Eq. (2); the fixed side receives no gradient.
+
+# %%
+labels_check = torch.tensor([0, 0, 1, 2, 1, -1])
+S = constraints_from_labels(labels_check)
+assert S[0, 1] == 1 and S[0, 2] == -1 and S[5].abs().sum() == 0 and S.diagonal().abs().sum() == 0
+p = p_check.clone().requires_grad_(True)
+sim, dis = [], []
+for i in range(6):
+    for j in range(i + 1, 6):
+        kl_ij = (p[i].detach() * torch.log(p[i].detach() / p[j])).sum()
+        kl_ji = (p[j].detach() * torch.log(p[j].detach() / p[i])).sum()
+        if S[i, j] == 1:
+            sim.append(kl_ij + kl_ji)
+        elif S[i, j] == -1:
+            dis.append(F.relu(margin - kl_ij) + F.relu(margin - kl_ji))
+loop_value = torch.stack(sim).mean() + torch.stack(dis).mean()
+assert torch.isclose(clusternet_pair_loss(p, S, margin), loop_value, atol=1e-5)
+pair = torch.tensor([[0, 1], [1, 0]])  # one similar pair, both orders
+eq2 = kl_matrix(p_check[:2])[0, 1] + kl_matrix(p_check[:2])[1, 0]
+assert torch.isclose(2 * pairwise_kl(p_check[:2], pair, margin), eq2)
+q = p_check[:2].clone().requires_grad_(True)
+kl_matrix(q)[0, 1].backward()
+assert q.grad[0].abs().sum() == 0 and q.grad[1].abs().sum() > 0  # KL(p_0 || p_1): p_0 fixed
+print("pairwise KL: matrix form equals the loop of Eq. (6)")
+
+# %% [markdown]
+# (sec-centres)=
+# ## Cluster centres (Eq. 9-13)
+#
+# **Initialisation (Eq. 9).** Like constrained k-means, but in the latent space:
+# $\mu_k = \frac{1}{|\mathcal{X}^l_k|}\sum_{x\in\mathcal{X}^l_k} f(\theta_e; x^l_i)$.
+#
+# **Assignments (Eq. 10-11).** Unlabelled points go to the nearest centre; labelled points to
+# their class.
+#
+# **Updates (Eq. 12-13).** Not the k-means mean, which would let wrong predicted assignments bias
+# the centres of a moving embedding, but stochastic steps with a per-centre adaptive rate, as in
+# DCN {cite}`yang2017kmeansfriendly`:
+#
+# $$\mu_k \leftarrow \mu_k - \frac{1}{N^l_k}\big(\mu_k - f(\theta_e, x^l_i)\big)\ \text{for}\ x_i \in \mathcal{X}^l_k,\qquad
+# \mu_k \leftarrow \mu_k - \frac{1}{N^u_k}\big(\mu_k - f(\theta_e, x^u_i)\big)a^u_i .$$
+#
+# With $N_k$ counting the points assigned to centre $k$ so far, one step per point is exactly a
+# running mean: after $n$ new points, $\mu_k = (c\,\mu_k + \sum z)/(c + n)$ where $c$ is the count
+# before. We apply that closed form to a whole mini-batch at once (the same numbers as the
+# point-by-point loop). The counts start at the number of labelled points of the class, the weight
+# of the Eq. (9) mean, and keep growing over the fine-tuning (DCN's rule; the paper's "number of
+# samples assigned in the current iteration" leaves the window open).
+#
+# *Check:* the closed form equals the point-by-point updates of Eq. (12).
+
+# %%
+def initial_centers(z_labelled: torch.Tensor, y_labelled: np.ndarray, z_unlabelled: torch.Tensor) -> torch.Tensor:
+    """Eq. (9): the mean embedding of each class's labelled points (k-means++ for classes without labels)."""
+    z_all = torch.cat([z_labelled, z_unlabelled]).numpy()
+    partial = np.concatenate([y_labelled, -np.ones(len(z_unlabelled), dtype=np.int64)])
+    return torch.from_numpy(seeded_centers(z_all, partial, K, random_state=seed)).float()
+
+
+def update_centers(centers: torch.Tensor, counts: torch.Tensor, z: torch.Tensor, assigned: torch.Tensor) -> None:
+    """Eq. (12)/(13) in place: per-point steps of rate 1/N_k, applied as the equivalent running mean."""
+    added = torch.bincount(assigned, minlength=len(centers)).to(centers.dtype)
+    sums = torch.zeros_like(centers).index_add_(0, assigned, z)
+    # $\mu_k \leftarrow \mu_k - \frac{1}{N_k}(\mu_k - z_i)$ for each i, i.e. $(c\mu_k + \sum_i z_i) / (c + n)$
+    centers.copy_((counts[:, None] * centers + sums) / (counts + added).clamp(min=1)[:, None])
+    counts.add_(added)
+
+
+c_loop, n_loop = c_check.clone(), torch.tensor([3.0, 1.0, 2.0, 5.0])
+c_fast, n_fast = c_check.clone(), n_loop.clone()
+for zi, ai in zip(z_check, a_check):
+    n_loop[ai] += 1
+    c_loop[ai] -= (c_loop[ai] - zi) / n_loop[ai]  # Eq. (12), one point at a time
+update_centers(c_fast, n_fast, z_check, a_check)
+assert torch.allclose(c_loop, c_fast, atol=1e-6) and torch.equal(n_loop, n_fast)
+
+# %% [markdown]
+# (sec-total)=
+# ## Total loss and the annealed balancing coefficient (Eq. 3, 8, 17)
+#
+# $$\mathcal{L} = \mathcal{L}^l_{pair} + \mathcal{L}^l_{cluster} + \lambda\,(\mathcal{L}^u_{pair} + \mathcal{L}^u_{cluster}) + \mathcal{L}_{recon},$$
+#
+# with the reconstruction loss of Eq. (8) over all images and $\lambda$ annealed from 0 to 1
+# between epochs $T_1 = 5$ and $T_2 = 40$ (Eq. (17)):
+# $\lambda = 0$ for $t < T_1$, $(t - T_1)/(T_2 - T_1)$ for $T_1 \le t \le T_2$, 1 after.
+# Shorter runs (the `book` profile) scale $T_1$ and $T_2$ with the number of epochs.
+
+# %%
+def annealed_lambda(epoch: int, t1: float = 5, t2: float = 40) -> float:
+    """Eq. (17): 0 before T1, linear from 0 to 1 between T1 and T2, then 1."""
+    if epoch < t1:
+        return 0.0
+    return min(1.0, (epoch - t1) / (t2 - t1))
+
+
+def schedule(n_epochs: int) -> tuple[float, float]:
+    """T1 = 5, T2 = 40 of 60 epochs (Eq. (17)), scaled to `n_epochs`."""
+    return 5 * n_epochs / 60, 40 * n_epochs / 60
+
+
+def clusternet_loss(terms: dict, lam: float) -> torch.Tensor:
+    """Eq. (3): L = L^l_pair + L^l_cluster + lambda (L^u_pair + L^u_cluster) + L_recon."""
+    return (terms["pair_l"] + terms["cluster_l"] + lam * (terms["pair_u"] + terms["cluster_u"])
+            + terms["recon"])
+
+
+assert [annealed_lambda(t) for t in (0, 4, 5, 22.5, 40, 59)] == [0, 0, 0, 0.5, 1, 1]
+assert schedule(60) == (5, 40)
+
+# %% [markdown]
+# (sec-alg2)=
+# ## Alternating optimisation (Alg. 2)
+#
+# Each epoch $t$: (I) pairs from the labelled data, (II) predicted clusters of the unlabelled data
+# by Eq. (10), (III) pairs from them, (IV) assignment probabilities (Eq. (16)), (V) centre updates
+# (Eq. (12)-(13)) and (VI) a gradient step on the encoder and decoder with the centres fixed.
+# Within a mini-batch we take the gradient step (VI) before moving the centres (V), both from the
+# same embeddings, so the loss is differentiated at the centres it was computed with.
+# Steps (I)-(VI) run over mini-batches: each step takes `batch_size` unlabelled images and up to
+# half as many labelled ones; all pairs within each part are used. After every epoch we record the loss
+# terms and, for Fig. 5(a), the accuracy and NMI of the unlabelled training images (monitoring
+# only; labels never enter training there).
+
+# %%
+def batch_terms(model, xb_u, a_u, xb_l, y_l, centers) -> dict:
+    """Every term of Eq. (3) for one mini-batch (centres fixed)."""
+    z, recon = model(torch.cat([xb_u, xb_l]))
+    z_u, z_l = z[:len(xb_u)], z[len(xb_u):]
+    p_u, p_l = assignment_probs(z_u, centers), assignment_probs(z_l, centers)
+    return {"pair_l": clusternet_pair_loss(p_l, constraints_from_labels(y_l), margin),      # Eq. (6), (14)
+            "cluster_l": cluster_loss(z_l, centers, y_l),                                    # Eq. (5), (11)
+            "pair_u": clusternet_pair_loss(p_u, constraints_from_labels(a_u), margin),      # Eq. (7), (15)
+            "cluster_u": cluster_loss(z_u, centers, a_u),                                    # Eq. (4), (10)
+            "recon": reconstruction_loss(recon, torch.cat([xb_u, xb_l])),                    # Eq. (8)
+            "z_u": z_u.detach(), "z_l": z_l.detach()}
+
+
+def finetune(labelled: np.ndarray, epochs: int, run_seed: int, name: str, fixed_lambda: float | None = None):
+    """Alg. 2 from the pretrained autoencoder; returns (model, centres, history)."""
+    training.seed_everything(run_seed)
+    model = new_model()
+    model.load_state_dict(pretrained_state)
+    optimiser = torch.optim.Adam(model.parameters(), lr=budget.learning_rate, betas=(0.9, 0.999))
+    unlabelled = np.setdiff1d(np.arange(len(x_train)), labelled)
+    x_u, x_l = x_train[unlabelled], x_train[labelled]
+    y_l = torch.from_numpy(y_train[labelled])
+    z_l0, z_u0 = embed(model, x_l), embed(model, x_u)
+    centers = initial_centers(z_l0, y_train[labelled], z_u0).to(device)                      # Eq. (9)
+    counts_l = torch.bincount(y_l, minlength=K).float().to(device)
+    counts_u = counts_l.clone()
+    t1, t2 = schedule(epochs)
+    labelled_batch = max(2, batch_size // 2)
+
+    def epoch_fn(epoch: int) -> dict:
+        lam = annealed_lambda(epoch, t1, t2) if fixed_lambda is None else fixed_lambda
+        a_u_all = assign(embed(model, x_u).to(device), centers)                             # (II) Eq. (10)
+        monitor = metrics.evaluate(y_train[unlabelled], a_u_all.cpu().numpy())
+        sums = dict.fromkeys(["pair_l", "cluster_l", "pair_u", "cluster_u", "recon", "total"], 0.0)
+        steps = 0
+        for batch in torch.randperm(len(x_u)).split(batch_size):
+            pick = torch.randperm(len(x_l))[:labelled_batch]                                  # (I) labelled batch
+            terms = batch_terms(model, x_u[batch].to(device), a_u_all[batch], x_l[pick].to(device),
+                                y_l[pick].to(device), centers)                               # (III), (IV)
+            loss = clusternet_loss(terms, lam)                                                # Eq. (3)
+            training.check_finite(loss, "ClusterNet loss", f"epoch {epoch}")
+            optimiser.zero_grad()
+            loss.backward()                                                                   # (VI)
+            optimiser.step()
+            update_centers(centers, counts_l, terms["z_l"], y_l[pick].to(device))           # (V) Eq. (12)
+            update_centers(centers, counts_u, terms["z_u"], a_u_all[batch])                 # (V) Eq. (13)
+            for key in sums:
+                sums[key] += float(loss if key == "total" else terms[key])
+            steps += 1
+        return {**{k: v / steps for k, v in sums.items()}, "lambda": lam,
+                "acc_unlabelled": monitor["acc"], "nmi_unlabelled": monitor["nmi_max"]}
+
+    history = training.run_epochs(
+        epochs, epoch_fn, checkpoints / f"{name}.pt", {"model": model, "optimiser": optimiser},
+        desc=name, extra_state=lambda: {"centers": centers.cpu(), "counts_l": counts_l.cpu(),
+                                        "counts_u": counts_u.cpu()},
+        load_extra=lambda s: [t.copy_(s[k]) for t, k in [(centers, "centers"), (counts_l, "counts_l"),
+                                                           (counts_u, "counts_u")]])
+    return model, centers, history
+
+
+def evaluate_run(model, centers, labelled: np.ndarray) -> dict:
+    """ACC (Hungarian and identity map) and NMI (Eq. (18)) on unlabelled training and held-out images."""
+    unlabelled = np.setdiff1d(np.arange(len(x_train)), labelled)
+    pred_train = assign(embed(model, x_train).to(device), centers).cpu().numpy()
+    pred_test = assign(embed(model, x_test).to(device), centers).cpu().numpy()
+    return {"acc_unlabelled": metrics.cluster_acc(y_train[unlabelled], pred_train[unlabelled]),
+            "nmi_unlabelled": metrics.nmi(y_train[unlabelled], pred_train[unlabelled], "max"),
+            "acc_heldout": metrics.cluster_acc(y_test, pred_test),
+            "acc_heldout_identity": float(np.mean(pred_test == y_test)),
+            "nmi_heldout": metrics.nmi(y_test, pred_test, "max")}
+
+# %% [markdown]
+# ## Experiments
+#
+# For every label fraction and every run $r$, a fresh labelled subset of the training split
+# (seeded by `seed` and $r$), fine-tuning from the same pretrained autoencoder, and evaluation on
+# the unlabelled training images (transductive, Table 3) and on the held-out 10% (Table 5).
+
+# %%
+runs, models = [], {}
+started = time.perf_counter()
+for fraction in fractions:
+    for run in range(budget.n_runs):
+        run_seed = 1000 * seed + run
+        labelled = data.labelled_subset(y_train, fraction, seed=run_seed)
+        name = f"finetune-{fraction:g}-run{run}"
+        model, centers, history = finetune(labelled, budget.finetune_epochs, run_seed, name)
+        scores = evaluate_run(model, centers, labelled)
+        runs.append({"fraction": fraction, "run": run, "n_labelled": len(labelled), **scores})
+        models[(fraction, run)] = (model, centers, history, labelled)
+finetune_seconds = time.perf_counter() - started
+runs_table = pd.DataFrame(runs)
+runs_table.round(4)
+
+# %% [markdown]
+# ### Headline
+#
+# Accuracy on the unlabelled training images at the chapter's label fraction, mean over runs.
+
+# %%
+at_default = runs_table[runs_table.fraction == label_fraction]
+headline_acc = float(at_default.acc_unlabelled.mean())
+record.headline("ClusterNet", "acc", headline_acc,
+                setting=f"labels={label_fraction:g} per class, unlabelled training images, "
+                        f"mean of {budget.n_runs} runs, {budget.pretrain_epochs}+{budget.finetune_epochs} epochs")
+report.glue("headline_acc", headline_acc)
+report.glue("label_fraction_pct", 100 * label_fraction)
+report.glue("n_runs", budget.n_runs)
+print(f"ClusterNet accuracy on unlabelled training images at {label_fraction:.0%} labels: {headline_acc:.4f}")
+
+# %% [markdown]
+# With {glue:text}`label_fraction_pct:.1f`% of every class labelled, ClusterNet assigns
+# {glue:text}`headline_acc:.3f` of the unlabelled training images to the right class (mean of
+# {glue:text}`n_runs` runs; this run's profile and epochs are in the table captions below).
+#
+# ### Table 3 (MNIST row)
+#
+# The paper's MNIST row uses 0.5% labels on the 70,000 MNIST digits and reports the average and
+# the best of five runs. Ours: `mnist5k` (5,000 digits, of which 90% are used for training),
+# 0.5% labels per class (2 labelled images per class), unlabelled training images.
+
+# %%
+PAPER_TABLE3 = {"acc": (0.9684, 0.9783), "nmi": (0.926, 0.941)}  # MNIST-full, 0.5% labels: avg, best
+table3_rows = []
+t3 = runs_table[runs_table.fraction == budget.table3_fraction]
+if len(t3):
+    for metric, column in [("acc", "acc_unlabelled"), ("nmi", "nmi_unlabelled")]:
+        for stat, value, paper in [("avg", t3[column].mean(), PAPER_TABLE3[metric][0]),
+                                   ("best", t3[column].max(), PAPER_TABLE3[metric][1])]:
+            setting = f"labels={budget.table3_fraction:g}, {stat} of {len(t3)} runs, unlabelled train"
+            record.add("table3", "ClusterNet", dataset, setting, metric, value, paper=paper)
+            table3_rows.append({"metric": metric, "statistic": stat, "ours": value, "paper": paper})
+table3 = report.beside_paper(pd.DataFrame(table3_rows)) if table3_rows else pd.DataFrame()
+table3.round(4)
+
+# %% [markdown]
+# ### Table 5: label fraction vs. accuracy on unseen digits
+#
+# Held-out 10% of the data, never seen in pretraining or fine-tuning; the centres classify it
+# (nearest centre). Mean ± standard deviation over runs, beside the paper's MNIST column.
+
+# %%
+PAPER_TABLE5 = {0.01: (0.939, 0.018, 0.9813, 0.0024), 0.02: (0.958, 0.003, 0.9838, 0.0018),
+                0.05: (0.963, 0.001, 0.9865, 0.0005), 0.10: (0.970, 0.003, 0.9896, 0.0012)}
+table5_rows = []
+for fraction in [f for f in fractions if f in PAPER_TABLE5]:
+    sel = runs_table[runs_table.fraction == fraction]
+    nmi_p, nmi_sd_p, acc_p, acc_sd_p = PAPER_TABLE5[fraction]
+    row = {"labels": f"{fraction:.0%}", "NMI ours": sel.nmi_heldout.mean(), "NMI sd": sel.nmi_heldout.std(ddof=0),
+           "NMI paper": nmi_p, "ACC ours": sel.acc_heldout.mean(), "ACC sd": sel.acc_heldout.std(ddof=0),
+           "ACC paper": acc_p}
+    row["ACC difference"] = row["ACC ours"] - acc_p
+    table5_rows.append(row)
+    setting = f"labels={fraction:g}, held-out, mean of {len(sel)} runs"
+    record.add("table5", "ClusterNet", dataset, setting, "acc", row["ACC ours"], paper=acc_p)
+    record.add("table5", "ClusterNet", dataset, setting, "nmi", row["NMI ours"], paper=nmi_p)
+table5 = pd.DataFrame(table5_rows)
+table5.round(4)
+
+# %%
+if len(table5):
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x_pos = np.arange(len(table5))
+    ax.errorbar(x_pos, table5["ACC ours"], yerr=table5["ACC sd"], marker="o", capsize=3, label="ours (held-out)")
+    ax.plot(x_pos, table5["ACC paper"], marker="s", linestyle="--", label="paper (MNIST)")
+    ax.set_xticks(x_pos, table5["labels"])
+    ax.set(xlabel="labelled images per class", ylabel="accuracy", title="Table 5: accuracy on unseen digits")
+    ax.legend()
+    plt.show()
+
+# %% [markdown]
+# ### Baselines at equal supervision
+#
+# Constrained k-means on the pretrained autoencoder's embeddings, with the same labelled subsets:
+# what the fine-tuning adds on top of seeding.
+
+# %%
+baseline_rows = []
+for (fraction, run), (_, _, _, labelled) in models.items():
+    partial = data.partial_labels(y_train, labelled)
+    pred = ConstrainedKMeans(n_clusters=K).fit(z_ae_train.numpy(), partial).labels_
+    unl = partial < 0
+    baseline_rows.append({"fraction": fraction, "run": run,
+                          "acc": metrics.cluster_acc(y_train[unl], pred[unl])})
+baselines = pd.DataFrame(baseline_rows).groupby("fraction").acc.mean()
+comparison = pd.DataFrame({"constrained k-means on AE": baselines,
+                           "ClusterNet": runs_table.groupby("fraction").acc_unlabelled.mean()})
+comparison["gain"] = comparison["ClusterNet"] - comparison["constrained k-means on AE"]
+for fraction, row in comparison.iterrows():
+    record.add("baselines", "constrained k-means on AE embeddings", dataset,
+               f"labels={fraction:g}, unlabelled train", "acc", row["constrained k-means on AE"])
+ckm_ae_default = float(comparison.loc[label_fraction, "constrained k-means on AE"])
+report.glue("ckm_ae_acc", ckm_ae_default)
+comparison.round(4)
+
+# %% [markdown]
+# At the headline's label fraction, constrained k-means on the pretrained embeddings reaches
+# {glue:text}`ckm_ae_acc:.3f`; ClusterNet {glue:text}`headline_acc:.3f`.
+#
+# ### Table 6: k-means on autoencoder vs. ClusterNet embeddings
+#
+# Plain k-means (NMI, Eq. (18)) on the embeddings before and after the ClusterNet fine-tuning
+# (the headline label fraction, run 0).
+
+# %%
+PAPER_TABLE6 = {"autoencoder, all data": 0.542, "ClusterNet, train": 0.942, "ClusterNet, test": 0.954}
+cn_model, cn_centers, cn_history, cn_labelled = models[(label_fraction, 0)]
+z_cn_train, z_cn_test = embed(cn_model, x_train), embed(cn_model, x_test)
+
+
+def kmeans_nmi(z: torch.Tensor, y: np.ndarray) -> float:
+    return metrics.nmi(y, KMeans(K, n_init=budget.kmeans_n_init, random_state=seed).fit_predict(z.numpy()), "max")
+
+
+table6 = pd.DataFrame([
+    {"embedding": "autoencoder, all data", "ours": kmeans_nmi(torch.cat([z_ae_train, z_ae_test]),
+                                                              np.concatenate([y_train, y_test]))},
+    {"embedding": "ClusterNet, train", "ours": kmeans_nmi(z_cn_train, y_train)},
+    {"embedding": "ClusterNet, test", "ours": kmeans_nmi(z_cn_test, y_test)},
+])
+table6["paper"] = table6.embedding.map(PAPER_TABLE6)
+table6 = report.beside_paper(table6)
+for _, row in table6.iterrows():
+    record.add("table6", "k-means", dataset, row.embedding, "nmi", row.ours, paper=row.paper)
+table6.round(4)
+
+# %% [markdown]
+# ### Fig. 1 and 2: t-SNE of pixels, autoencoder and ClusterNet embeddings
+
+# %%
+rng = np.random.default_rng(seed)
+shown_idx = np.sort(rng.choice(len(x_train), size=min(budget.tsne_points, len(x_train)), replace=False))
+spaces = {"raw pixels": flat_train[shown_idx], "pretrained autoencoder": z_ae_train[shown_idx].numpy(),
+          f"ClusterNet ({label_fraction:.0%} labels)": z_cn_train[shown_idx].numpy()}
+fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
+for ax, (title, features) in zip(axes, spaces.items()):
+    xy = TSNE(2, init="pca", perplexity=30, random_state=seed).fit_transform(features)
+    sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=y_train[shown_idx].astype(str), palette="colorblind",
+                    s=6, linewidth=0, ax=ax, legend=ax is axes[-1])
+    ax.set(title=title, xticks=[], yticks=[])
+axes[-1].legend(title="class", bbox_to_anchor=(1.02, 1), loc="upper left", markerscale=2)
+fig.suptitle(f"t-SNE of {len(shown_idx)} training images")
+plotting.save_figure(fig, out, "tsne")
+plt.show()
+
+# %% [markdown]
+# ### Fig. 3: decoded cluster centres
+#
+# Because every centre starts at a class's labelled mean and is updated with that class's
+# labelled points, each centre stands for one class; decoding it gives an image of the class.
+# Top row: decoded centres; bottom row: an unlabelled training image assigned to that centre.
+
+# %%
+with torch.no_grad():
+    cn_model.eval()
+    decoded_centers = cn_model.decoder(cn_centers).cpu()
+    cn_model.train()
+pred_train = assign(z_cn_train.to(device), cn_centers).cpu().numpy()
+samples = []
+for k in range(K):
+    members = np.flatnonzero(pred_train == k)
+    samples.append(x_train[members[0]] if len(members) else torch.zeros_like(x_train[0]))
+fig = plotting.image_grid(torch.cat([decoded_centers, torch.stack(samples)]).numpy(), n_cols=K,
+                          titles=[full.class_names[k] if k < full.n_classes else f"c{k}" for k in range(K)] * 2,
+                          title="Decoded cluster centres (top) and images assigned to them (bottom)")
+plotting.save_figure(fig, out, "centres")
+plt.show()
+
+# %% [markdown]
+# ### Fig. 5(a) and (c): accuracy, NMI and the loss terms over training
+#
+# The headline run's history: the unlabelled images' accuracy and NMI at the start of each epoch,
+# and every term of Eq. (3) averaged over the epoch's mini-batches, with $\lambda$.
+
+# %%
+hist = pd.DataFrame(cn_history)
+if len(hist):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    hist.plot(x="epoch", y=["acc_unlabelled", "nmi_unlabelled"], marker="o", ax=axes[0])
+    axes[0].set(title="(a) unlabelled training images", ylabel="score")
+    hist.plot(x="epoch", y=["pair_l", "cluster_l", "pair_u", "cluster_u", "recon", "total"], ax=axes[1], logy=True)
+    hist.plot(x="epoch", y="lambda", ax=axes[1], secondary_y=True, style="k--")
+    axes[1].set(title="(c) loss terms (log scale) and lambda (dashed, right)", ylabel="loss")
+    plotting.save_figure(fig, out, "training_curves")
+    plt.show()
+
+# %% [markdown]
+# ### Fig. 5(b): fixed $\lambda$ vs. the annealing schedule
+#
+# The same labelled subset (headline fraction, run 0), fine-tuned with $\lambda$ fixed, against
+# the annealed schedule of Eq. (17); held-out accuracy and NMI.
+
+# %%
+ablation = [{"lambda": "annealed (Eq. 17)", **evaluate_run(cn_model, cn_centers, cn_labelled)}]
+for lam in lambdas:
+    model_l, centers_l, _ = finetune(cn_labelled, budget.finetune_epochs, 1000 * seed, f"lambda-{lam:g}",
+                                     fixed_lambda=lam)
+    ablation.append({"lambda": f"fixed {lam:g}", **evaluate_run(model_l, centers_l, cn_labelled)})
+ablation = pd.DataFrame(ablation)
+for _, row in ablation.iterrows():
+    for metric in ("acc_heldout", "nmi_heldout"):
+        record.add("fig5b", "ClusterNet", dataset, f"lambda {row['lambda']}, labels={label_fraction:g}",
+                   metric.split("_")[0], row[metric])
+if len(ablation) > 1:
+    ax = ablation.set_index("lambda")[["acc_heldout", "nmi_heldout"]].plot.bar(figsize=(6, 3.5), rot=0)
+    ax.set(title="Fig. 5(b): balancing coefficient", ylabel="held-out score", ylim=(0, 1))
+    plt.show()
+ablation[["lambda", "acc_heldout", "nmi_heldout", "acc_unlabelled"]].round(4)
+
+# %% [markdown]
+# ### Reference run at the paper's budget
+#
+# The `paper` profile (100 + 60 epochs, Adam $10^{-4}$) takes too long for the book build on
+# 2 CPU cores; it was run once and its results.json is committed under `results/01_clusternet/`
+# with the command that made it (`COMMAND` beside it). Its numbers, beside the paper's and this
+# build's:
+
+# %%
+def headline_rows(record_: dict) -> dict:
+    """(metric description -> value) for the numbers every run of this chapter reports at label_fraction."""
+    frac = record_["parameters"]["label_fraction"]
+    found = {"acc, unlabelled training images": results.headline(record_)["value"]}
+    for row in record_["rows"]:
+        if row["experiment"] == "table5" and row["setting"].startswith(f"labels={frac:g},"):
+            found[f"{row['metric']}, held-out images"] = row["value"]
+    return found
+
+
+reference_dir = Path("..") / "results" / "01_clusternet"
+this_build = headline_rows(record.to_dict())
+columns = {"paper (MNIST, Table 5)": {"acc, held-out images": PAPER_TABLE5.get(label_fraction, (None,) * 4)[2],
+                                      "nmi, held-out images": PAPER_TABLE5.get(label_fraction, (None,) * 4)[0]}}
+for path in sorted(reference_dir.glob("*/results.json")):
+    reference = results.load(path)
+    if reference["parameters"]["label_fraction"] != label_fraction:
+        continue
+    p_ = reference["parameters"]
+    columns[f"reference: {path.parent.name} ({reference['profile']}, {p_['pretrain_epochs']}+"
+            f"{p_['finetune_epochs']} epochs, {reference['wall_clock_seconds'] / 60:.0f} min)"] = headline_rows(reference)
+columns[f"this build ({profile}, {budget.pretrain_epochs}+{budget.finetune_epochs} epochs)"] = this_build
+reference_table = pd.DataFrame(columns).reindex(list(this_build))
+reference_table.round(4)
+
+# %% [markdown]
+# ## Targets
+#
+# The book's targets for this chapter: accuracy on the unlabelled data of at least 0.95 at the
+# `paper` profile and at least 0.92 at the `book` profile, clearly above constrained k-means on
+# the autoencoder's features (both at 2% labels).
+
+# %%
+targets = {"book": 0.92, "paper": 0.95}
+target = targets.get(profile)
+verdict = "no target at this profile" if target is None else (
+    f"{'MET' if headline_acc >= target else 'MISSED'}: {headline_acc:.4f} vs target {target}")
+print(f"{profile} profile: {verdict}; constrained k-means on AE features {ckm_ae_default:.4f} "
+      f"(ClusterNet {headline_acc - ckm_ae_default:+.4f})")
+print(f"constrained k-means iteration / scikit-learn iteration: {speed['ratio']:.2f} (target <= 3)")
+n_labelled_per_class = float(np.mean(np.bincount(y_train[models[(label_fraction, 0)][3]])))
+report.glue("labelled_per_class", n_labelled_per_class)
+report.glue("paper_labelled_per_class", label_fraction * 6000)  # MNIST-train: 6,000 images per class
+report.glue("unlabelled_ratio", 60000 / len(x_train))  # MNIST-train vs. our training split
+report.glue("pretrain_minutes", pretrain_seconds / 60)
+report.glue("finetune_minutes", finetune_seconds / 60)
+
+# %% [markdown]
+# **What we found.** On this run, pretraining took {glue:text}`pretrain_minutes:.1f` minutes and
+# the fine-tuning runs {glue:text}`finetune_minutes:.1f` minutes. The fine-tuning adds a large
+# margin over constrained k-means on the same embeddings and the same labels (table "Baselines"
+# above), and accuracy grows with the label fraction as in the paper's Table 5, but stays below the
+# paper's numbers. Two differences we know of explain most of the gap. First, *a label fraction
+# is not a label count*: at the headline fraction our training split has
+# {glue:text}`labelled_per_class:.0f` labelled images per class, while the same fraction of
+# MNIST-train is about {glue:text}`paper_labelled_per_class:.0f` per class, and the unlabelled
+# set that the pairwise term of Eq. (7) draws on is {glue:text}`unlabelled_ratio:.0f` times smaller. Second, budget: the `book`
+# profile trains for minutes, and the accuracy curve of Fig. 5(a) is still rising when it stops.
+# The reference run at the paper's budget (above) shows how far more epochs go on the same data.
+
+# %% [markdown]
+# ## Differences from the paper
+#
+# Choices the paper leaves open, and where we depart from it:
+#
+# * **Data.** MNIST (70,000) is not available offline; we use `mnist5k`, 5,000 MNIST digits, with
+#   a stratified 10% held out from everything (as the paper does for the other datasets, Sec. 5.3).
+#   Table 3's MNIST row is therefore computed on the unlabelled part of 4,500 training digits, not
+#   on MNIST-full, and 0.5% of 450 images per class is 2 labelled images per class.
+# * **One pretrained autoencoder per seed**, shared by all label fractions and runs (pretraining uses
+#   no labels); the paper does not say whether it pretrained once or per split.
+# * **Architecture details.** Kernel 4 × 4, stride 2, padding 1 in every (transposed) convolution;
+#   LeakyReLU slope 0.2; InstanceNorm without affine parameters; a sigmoid on the decoder's
+#   output; dropout after every layer except the decoder's last, so the latent code $z$ used by the
+#   clustering terms is not dropped out (the decoder's input is). Images are zero-padded to a
+#   multiple of 8 (28 → 32, matching the paper's Table 1; 8 × 8 digits to 16 × 16, since three
+#   stride-2 layers need at least that much).
+# * **Margin** $m = 2$ in Eq. (6)-(7), Hsu and Kira's value; the paper gives none.
+# * **Reconstruction loss (Eq. 8)** is a mean over images and pixels (the paper writes a sum over
+#   the data set, which would outweigh the normalised cluster and pair losses by orders of
+#   magnitude).
+# * **Centre updates (Eq. 12-13).** $N_k$ counts every point assigned to centre $k$ since the
+#   fine-tuning began (DCN's adaptive rate), starting from the number of labelled points of the
+#   class; labelled and unlabelled counts are kept separately, as the paper's $N^l_k$ and $N^u_k$.
+#   A mini-batch is applied in closed form, identical to the point-by-point steps.
+# * **Mini-batches** (sizes not given in the paper). Pretraining uses batches of 64 images;
+#   fine-tuning 256 unlabelled images plus up to 128 labelled images per step, since the pairwise
+#   terms see only the pairs within a batch and gain from larger ones;
+#   pairs are formed within each part; the predicted clusters of Eq. (10) are recomputed once per
+#   epoch (Alg. 2, step II), the probabilities of Eq. (16) at every step.
+# * **Eq. (15)** is printed with labelled-set symbols; we read it as pairs of *unlabelled* points
+#   with equal / different predicted clusters.
+# * **Budgets.** The `paper` profile follows Sec. 5.1 (100 + 60 epochs, Adam $10^{-4}$, five runs).
+#   The `book` profile must finish in minutes on 2 CPU cores: fewer epochs, learning rate
+#   $10^{-3}$ to compensate, one run per label fraction (so no standard deviations), $T_1, T_2$ of
+#   Eq. (17) scaled to the epoch count, only $\lambda = 0$ against the schedule in Fig. 5(b), and
+#   t-SNE on a subsample.
+# * **Accuracy** is the Hungarian-matched accuracy of Chapter 0; since each centre belongs to a
+#   class, the identity map gives the same number when training succeeds (the `acc_heldout_identity`
+#   column of the runs table).
+# * **Fig. 5(a)-(c)** are drawn for MNIST digits, not USPS, FRGC and YouTube Faces, which are not
+#   available offline; Table 4 (faces) is not reproduced for the same reason.
+#
+# ## What we could not reproduce, and why
+#
+# The face datasets (FRGC, CMU-PIE, YouTube Faces) and USPS are not available offline, and MNIST
+# only as the 5,000-image subset; comparisons with DEC, JULE, DEPICT and CPAC-VGG in Table 3 are
+# quoted from the paper, not rerun. Runs at the paper's budget take tens of minutes on CPU and
+# are recorded once as reference runs (above) instead of in every build.
+#
+# All references are on the book's {doc}`../book/references` page.
+
+# %%
+record.write(output_dir)
+print(f"wrote {Path(output_dir) / 'results.json'} with {len(record.rows)} rows")
