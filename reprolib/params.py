@@ -110,7 +110,7 @@ def _check_by_name(name: str, value: Any) -> str | None:
 
 def _check_type(name: str, value: Any, default: Any) -> str | None:
     """A value must have the type of the notebook's default (None defaults accept anything)."""
-    if default is None or value is None and name.endswith("epochs"):
+    if default is None or (value is None and name.endswith("epochs")):
         return None
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"must be True or False; got {value!r}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -105,9 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs") / f"{args.notebook.stem}-{args.profile}"
     try:
         values = parse_assignments(args.parameter)
-        problem = P._check_profile(args.profile)
-        if problem:
-            raise P.ParameterError("profile", problem)
         record = execute(args.notebook, args.profile, values, out)
     except P.ParameterError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -123,7 +119,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{top['value']:.4f} [{top['setting']}] in {record['wall_clock_seconds']:.0f} s; "
           f"wrote {out / RESULTS_FILE}")
     return 0
-
-
-def summary_json(record: dict) -> str:
-    return json.dumps(headline(record))
