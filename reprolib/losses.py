@@ -5,6 +5,10 @@
   distributions of a pair, as a cost for similar pairs and as a hinge for dissimilar ones.
 * :func:`clusternet_pair_loss`: ClusterNet (Shukla, Cheema and Anand), Eq. (2), (6), (7).
 * :func:`constraints_from_labels`: the pair sets of ClusterNet Eq. (14)-(15).
+* :func:`sample_constraints` and :func:`constraints_from_pairs`: Hsu and Kira's partial constraints
+  (Sec. 3.1: pairs drawn uniformly from all n(n-1)/2, optionally flipped, Sec. 3.2.1) and the
+  in-batch enumeration of Sec. 2.2 (Eq. (6) in this book's numbering): tuples (i, j, relationship)
+  become the batch's samples, each fed forward once, and the N x N matrix the cost layer reads.
 * :func:`cluster_loss`: ClusterNet's k-means style term, Eq. (4)-(5).
 
 Constraints are an N x N matrix ``S`` over a mini-batch: ``S[i, j] = +1`` for a similar pair,
@@ -143,6 +147,75 @@ def constraints_from_labels(labels) -> torch.Tensor:
     constraints[~(known[:, None] & known[None, :])] = UNKNOWN
     constraints.fill_diagonal_(UNKNOWN)
     return constraints
+
+
+class PairConstraints(NamedTuple):
+    """Pairwise constraints as tuples (i, j, relationship) over a data set, i < j."""
+
+    first: np.ndarray  # int64 index i of each pair
+    second: np.ndarray  # int64 index j > i
+    relation: np.ndarray  # int8: +1 similar, -1 dissimilar
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def subset(self, index) -> "PairConstraints":
+        return PairConstraints(self.first[index], self.second[index], self.relation[index])
+
+
+def _pair_from_linear_index(t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The t-th pair (i, j), i < j, of the row-wise enumeration (0,1), (0,2), ..., (n-2, n-1)."""
+    t = np.asarray(t, dtype=np.int64)
+
+    def row_start(i):  # index of (i, i + 1): i n - i (i + 1) / 2
+        return i * n - i * (i + 1) // 2
+
+    i = np.floor((2 * n - 1 - np.sqrt((2.0 * n - 1) ** 2 - 8.0 * t)) / 2).astype(np.int64)
+    i = np.clip(i, 0, n - 2)
+    i = np.where(row_start(i) > t, i - 1, i)  # float round-off, at most one row either way
+    i = np.where(row_start(i + 1) <= t, i + 1, i)
+    return i, t - row_start(i) + i + 1
+
+
+def sample_constraints(labels, n_constraints: int, seed: int = 0,
+                       flip_fraction: float = 0.0) -> PairConstraints:
+    """Hsu-Kira Sec. 3.1: `n_constraints` distinct pairs drawn uniformly from all n(n-1)/2.
+
+    A pair of points with the same label is similar (+1), otherwise dissimilar (-1). With
+    `flip_fraction` > 0, that share of the sampled relationships (exactly round(f * count)) is
+    flipped, the noisy constraints of Sec. 3.2.1 (Fig. 5, left).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    n_pairs = n * (n - 1) // 2
+    if not 1 <= n_constraints <= n_pairs:
+        raise ValueError(f"n_constraints must be in 1..{n_pairs} (all pairs of {n} points), "
+                         f"got {n_constraints}")
+    if not 0 <= flip_fraction <= 1:
+        raise ValueError(f"flip_fraction must be in [0, 1], got {flip_fraction}")
+    rng = np.random.default_rng(seed)
+    first, second = _pair_from_linear_index(rng.choice(n_pairs, n_constraints, replace=False), n)
+    # $I_s(x_p, x_q) = 1$ iff the labels agree, $I_{ds}$ otherwise
+    relation = np.where(labels[first] == labels[second], SIMILAR, DISSIMILAR).astype(np.int8)
+    flipped = rng.choice(n_constraints, int(round(flip_fraction * n_constraints)), replace=False)
+    relation[flipped] *= -1
+    return PairConstraints(first, second, relation)
+
+
+def constraints_from_pairs(pairs: PairConstraints) -> tuple[np.ndarray, torch.Tensor]:
+    """Sec. 2.2 / Eq. (6): tuples (i, j, relationship) -> (samples, S) for one mini-batch.
+
+    ``samples`` are the distinct data indices the tuples touch, each to be fed forward once;
+    ``S`` is the symmetric len(samples) x len(samples) int8 matrix over them (+1 / -1, 0 for
+    every pair without a tuple), the input of :func:`pairwise_kl`.
+    """
+    samples, local = np.unique(np.concatenate([pairs.first, pairs.second]), return_inverse=True)
+    i, j = torch.from_numpy(local[:len(pairs)]), torch.from_numpy(local[len(pairs):])
+    relation = torch.from_numpy(np.asarray(pairs.relation, dtype=np.int8))
+    constraints = torch.zeros(len(samples), len(samples), dtype=torch.int8)
+    constraints[i, j] = relation
+    constraints[j, i] = relation
+    return samples, constraints
 
 
 def cluster_loss(z: torch.Tensor, centers: torch.Tensor, assignments) -> torch.Tensor:
