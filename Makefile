@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[repro,book,test]"
+	$(BIN)/python -m pip install --quiet -e ".[repro,book,test,sweep]"
 	touch $(STAMP)
 
 ## Unit tests, then every chapter at the smoke profile.
