@@ -4,6 +4,9 @@ Executes a jupytext notebook (percent-format ``.py``) with papermill and leaves 
 ``.ipynb`` and the chapter's ``results.json`` in DIR. Parameters are checked against the
 notebook's parameters cell before anything runs: an unknown name or an invalid value exits with
 status 2 and one line naming the parameter and what is allowed.
+
+The same parser holds ``sweep`` (a chapter over a grid of parameters, every point one ``run``)
+and ``collect`` (one table from the results of a sweep); both live in :mod:`reprolib.sweep`.
 """
 from __future__ import annotations
 
@@ -64,6 +67,12 @@ def notebook_defaults(ipynb: Path) -> dict[str, Any]:
     return defaults
 
 
+def chapter_defaults(source: Path) -> dict[str, Any]:
+    """The parameters and defaults of a jupytext chapter (what :func:`execute` checks against)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return notebook_defaults(to_ipynb(source, Path(tmp)))
+
+
 def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> dict:
     """Check the parameters, run the notebook, return its results record."""
     import papermill
@@ -81,33 +90,62 @@ def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> di
     return load_results(out / RESULTS_FILE)
 
 
+def _add_chapter_arguments(command: argparse.ArgumentParser) -> None:
+    """NOTEBOOK, --profile and -p: what ``run`` and ``sweep`` share."""
+    command.add_argument("notebook", type=Path, help="a jupytext .py chapter, e.g. notebooks/00_evaluation.py")
+    command.add_argument("--profile", default="book", help=f"one of {', '.join(P.PROFILES)} (default book)")
+    command.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                         help="set a chapter parameter (repeatable)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text}")
+    return value
+
+
+def _add_sweep_parser(commands) -> None:
+    sweep = commands.add_parser("sweep", help="run a chapter over a grid of parameters (local or Ray)")
+    _add_chapter_arguments(sweep)
+    sweep.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2,...",
+                       help="values of one parameter to sweep (repeatable; the grid is their product)")
+    sweep.add_argument("--out", type=Path, required=True,
+                       help="one subfolder per point, named by its grid values; rerun to skip finished points")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: a process pool here (default); ray: one Ray task per point")
+    sweep.add_argument("--workers", type=_positive_int, default=None,
+                       help="points run at once (default: this machine's cores / --cpus-per-run); with "
+                            "--engine ray it sizes the local Ray instance, and with --address the cluster decides")
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster to join: 'auto' after `ray start --head` here, or HOST:PORT")
+    sweep.add_argument("--cpus-per-run", type=_positive_int, default=1,
+                       help="CPUs (threads, OMP_NUM_THREADS) each run gets, on either engine (default 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=None,
+                       help="GPUs each Ray task asks for (default: 1 if the Ray cluster has a GPU, else 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reprolib",
                                      description="Run chapters of 'Deep Clustering, Reproduced'.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute a chapter with papermill")
-    run.add_argument("notebook", type=Path, help="a jupytext .py chapter, e.g. notebooks/00_evaluation.py")
-    run.add_argument("--profile", default="book", help=f"one of {', '.join(P.PROFILES)} (default book)")
-    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
-                     help="set a chapter parameter (repeatable)")
+    _add_chapter_arguments(run)
     run.add_argument("--out", type=Path, default=None,
                      help="output folder for the executed notebook and results.json "
                           "(default runs/<chapter>-<profile>); rerun with the same folder to resume")
+    _add_sweep_parser(commands)
+    collect = commands.add_parser("collect", help="gather every results.json under a folder into one table")
+    collect.add_argument("folder", type=Path, help="a sweep's --out folder (or any folder of runs)")
+    collect.add_argument("--csv", type=Path, default=None, help="where the table goes (default FOLDER/collected.csv)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.notebook.exists():
-        print(f"error: no notebook at {args.notebook}", file=sys.stderr)
-        return EXIT_BAD_PARAMETER
+def run_command(args: argparse.Namespace) -> int:
+    """``python -m reprolib run``: execute one chapter, print its headline."""
     out = args.out or Path("runs") / f"{args.notebook.stem}-{args.profile}"
     try:
-        values = parse_assignments(args.parameter)
-        record = execute(args.notebook, args.profile, values, out)
-    except P.ParameterError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_PARAMETER
+        record = execute(args.notebook, args.profile, parse_assignments(args.parameter), out)
     except Exception as error:  # papermill's execution error carries the cell's traceback
         if type(error).__name__ != "PapermillExecutionError":
             raise
@@ -119,3 +157,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{top['value']:.4f} [{top['setting']}] in {record['wall_clock_seconds']:.0f} s; "
           f"wrote {out / RESULTS_FILE}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "collect":
+        from .sweep import collect_command
+        return collect_command(args)
+    if not args.notebook.exists():
+        print(f"error: no notebook at {args.notebook}", file=sys.stderr)
+        return EXIT_BAD_PARAMETER
+    try:
+        if args.command == "sweep":
+            from .sweep import sweep_command
+            return sweep_command(args)
+        return run_command(args)
+    except P.ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_PARAMETER
