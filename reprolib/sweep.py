@@ -421,8 +421,8 @@ def collect_frame(folder: str | os.PathLike):
                **{parameter_column(n): _cell(parameters.get(n)) for n in grid}}
         extra = {"wall_clock_seconds": record["wall_clock_seconds"], "device": record["device"]}
         rows += [{**run, **row, **extra} for row in record["rows"]]
-    frame = pd.DataFrame(rows, columns=columns)
-    for numeric in ("value", "paper_value"):
+    frame = pd.DataFrame(rows, columns=columns, dtype=object)  # parameters keep their types
+    for numeric in ("value", "paper_value", "wall_clock_seconds"):
         frame[numeric] = pd.to_numeric(frame[numeric])
     return frame
 
