@@ -61,16 +61,21 @@ def _constraint_masks(constraints, n: int, device) -> tuple[torch.Tensor, torch.
     if constraints.shape != (n, n):
         raise ValueError(f"constraints must be {n} x {n} for {n} points, "
                          f"got {tuple(constraints.shape)}")
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=device)
-    similar = (constraints == SIMILAR) & off_diagonal
-    dissimilar = (constraints == DISSIMILAR) & off_diagonal
+    similar, dissimilar = constraints == SIMILAR, constraints == DISSIMILAR
+    similar.fill_diagonal_(False)  # O(N), not an N x N identity and two more passes
+    dissimilar.fill_diagonal_(False)
     return similar, dissimilar
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` where `mask` holds; 0 (still attached to the graph) for an empty mask."""
-    count = int(mask.sum())
-    total = (values * mask).sum()
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor,
+                 count: int | None = None) -> torch.Tensor:
+    """Mean of `values` where `mask` holds; 0 (still attached to the graph) for an empty mask.
+
+    ``count`` is the number of True entries when the caller has it already. ``torch.where``
+    selects without the float copy of the mask that ``values * mask`` makes (forward and backward).
+    """
+    count = int(torch.count_nonzero(mask)) if count is None else count
+    total = torch.where(mask, values, 0.0).sum()
     return total / count if count else total * 0.0
 
 
@@ -84,12 +89,14 @@ def pairwise_kl_terms(probs: torch.Tensor, constraints, margin: float = 2.0,
     if probs.dim() != 2:
         raise ValueError(f"probs must be N x K, got shape {tuple(probs.shape)}")
     similar, dissimilar = _constraint_masks(constraints, probs.shape[0], probs.device)
+    n_similar = int(torch.count_nonzero(similar))
+    n_dissimilar = int(torch.count_nonzero(dissimilar))
     kl = kl_matrix(probs, eps)
     # $\max(0, m - KL(p_i \| p_j))$ for dissimilar pairs
     hinge = torch.clamp(margin - kl, min=0.0)
-    return PairwiseKLTerms(similar=_masked_mean(kl, similar),
-                           dissimilar=_masked_mean(hinge, dissimilar),
-                           n_similar=int(similar.sum()), n_dissimilar=int(dissimilar.sum()))
+    return PairwiseKLTerms(similar=_masked_mean(kl, similar, n_similar),
+                           dissimilar=_masked_mean(hinge, dissimilar, n_dissimilar),
+                           n_similar=n_similar, n_dissimilar=n_dissimilar)
 
 
 def pairwise_kl(probs: torch.Tensor, constraints, margin: float = 2.0,
