@@ -3,7 +3,8 @@
 Every chapter has a papermill ``parameters`` cell. The names shared by all chapters are
 ``profile``, ``dataset``, ``seed``, ``n_clusters`` (None: the number of classes) and
 ``label_fraction`` wherever labels are used. Budget names carry their rule: epoch counts end in
-``epochs`` (integer >= 0), counts start with ``n_`` or end in ``_size`` (integer >= 1), and
+``epochs`` (integer >= 0), counts start with ``n_`` or end in ``_size`` or ``_per_class``
+(integer >= 1), and
 ``learning_rate``, ``margin`` and ``*_rate`` are numbers > 0. Budgets default to
 None in the parameters cell and are filled from the chapter's profile table by :func:`resolve`:
 
@@ -51,8 +52,13 @@ def _check_dataset(value: Any) -> str | None:
     return None if value in DATASETS else f"must be one of {', '.join(DATASETS)}; got {value!r}"
 
 
+MAX_SEED = 2**32 - 1  # NumPy and scikit-learn take seeds in [0, 2^32 - 1]
+
+
 def _check_seed(value: Any) -> str | None:
-    return None if _is_int(value) and value >= 0 else f"must be an integer >= 0; got {value!r}"
+    if _is_int(value) and 0 <= value <= MAX_SEED:
+        return None
+    return f"must be an integer >= 0 and <= {MAX_SEED}; got {value!r}"
 
 
 def _check_n_clusters(value: Any) -> str | None:
@@ -95,13 +101,14 @@ SHARED_CHECKS = {
 
 
 def _check_by_name(name: str, value: Any) -> str | None:
-    """Checks that follow from a name: shared names, ``*epochs``, counts ``n_*`` and ``*_size``,
+    """Checks that follow from a name: shared names, ``*epochs``, counts ``n_*``, ``*_size`` and
+    ``*_per_class``,
     positive rates and margins. Budgets default to None, so their names carry the rule."""
     if name in SHARED_CHECKS:
         return SHARED_CHECKS[name](value)
     if name.endswith("epochs"):
         return _check_epochs(value)
-    if name.startswith("n_") or name.endswith("_size"):
+    if name.startswith("n_") or name.endswith(("_size", "_per_class")):
         return _check_count(value)
     if name in ("learning_rate", "lr", "margin") or name.endswith("_rate"):
         return _check_positive(value)

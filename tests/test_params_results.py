@@ -64,3 +64,19 @@ def test_records_without_a_headline_or_with_nan_are_refused(tmp_path):
     record.headline("m", "acc", math.nan)
     with pytest.raises(ValueError, match="not a number"):
         record.write(tmp_path)
+
+
+def test_per_class_counts_are_positive_integers():
+    from reprolib import params
+    params.check({"samples_per_class": 60})
+    for bad in (0, -3, 2.5, "60"):
+        with pytest.raises(params.ParameterError, match="samples_per_class"):
+            params.check({"samples_per_class": bad})
+
+
+def test_seeds_stay_in_the_range_numpy_and_scikit_learn_accept():
+    from reprolib import params
+    params.check({"seed": 2**32 - 1})
+    for bad in (-1, 2**32, 1.5):
+        with pytest.raises(params.ParameterError, match="seed"):
+            params.check({"seed": bad})
