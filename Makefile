@@ -25,6 +25,7 @@ book: $(STAMP)
 ## Speed benchmarks (print ratios against a baseline measured in the same run).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_constrained_kmeans.py
+	$(BIN)/python benchmarks/bench_pairwise_kl.py
 
 ## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)

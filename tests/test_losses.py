@@ -243,3 +243,74 @@ def test_cluster_loss_matches_loop_and_accepts_one_hot():
     assert cluster_loss(z, centers, one_hot).item() == pytest.approx(loss.item())
     (grad,) = torch.autograd.grad(loss, z)
     torch.testing.assert_close(grad, 2 * (z - centers[assignments]).detach() / 6)
+
+
+# --- Hsu-Kira partial constraints (Sec. 3.1, 3.2.1) and the in-batch enumeration (Sec. 2.2) ---
+
+def test_pair_index_enumerates_every_pair_once():
+    from reprolib.losses import _pair_from_linear_index
+    import numpy as np
+    for n in (2, 3, 11, 60):
+        i, j = _pair_from_linear_index(np.arange(n * (n - 1) // 2), n)
+        assert list(zip(i.tolist(), j.tolist())) == list(itertools.combinations(range(n), 2))
+    n = 70000  # the end of a large enumeration, where float round-off could shift a row
+    last = n * (n - 1) // 2 - 1
+    i, j = _pair_from_linear_index(np.array([0, n - 2, n - 1, last]), n)
+    assert i.tolist() == [0, 0, 1, n - 2] and j.tolist() == [1, n - 1, 2, n - 1]
+
+
+def test_sample_constraints_are_distinct_pairs_labelled_by_agreement():
+    import numpy as np
+    from reprolib.losses import sample_constraints
+    labels = np.repeat(np.arange(10), 30)
+    pairs = sample_constraints(labels, 2000, seed=1)
+    assert len(pairs) == 2000 and np.all(pairs.first < pairs.second)
+    assert len({(a, b) for a, b in zip(pairs.first, pairs.second)}) == 2000
+    same = labels[pairs.first] == labels[pairs.second]
+    assert np.array_equal(pairs.relation == 1, same)
+    assert 0.05 < same.mean() < 0.15  # ten balanced classes: about one pair in ten is similar
+
+
+def test_flipped_constraints_flip_exactly_that_share():
+    import numpy as np
+    from reprolib.losses import sample_constraints
+    labels = np.repeat(np.arange(10), 30)
+    clean = sample_constraints(labels, 1000, seed=2)
+    noisy = sample_constraints(labels, 1000, seed=2, flip_fraction=0.2)
+    assert np.array_equal(clean.first, noisy.first) and np.array_equal(clean.second, noisy.second)
+    assert int((clean.relation != noisy.relation).sum()) == 200
+
+
+@pytest.mark.parametrize("count, flip", [(0, 0.0), (46, 0.0), (5, 1.5)])
+def test_sample_constraints_refuses_impossible_requests(count, flip):
+    import numpy as np
+    from reprolib.losses import sample_constraints
+    with pytest.raises(ValueError):
+        sample_constraints(np.arange(10), count, flip_fraction=flip)  # 10 points have 45 pairs
+
+
+def test_constraints_from_pairs_feeds_each_image_once_and_matches_the_tuples():
+    import numpy as np
+    from reprolib.losses import PairConstraints, constraints_from_pairs
+    # Hsu-Kira Fig. 2(c): pairs (1,2), (1,3), (3,4)
+    tuples = PairConstraints(np.array([1, 1, 3]), np.array([2, 3, 4]), np.array([1, -1, 1], dtype=np.int8))
+    samples, S = constraints_from_pairs(tuples)
+    assert samples.tolist() == [1, 2, 3, 4]
+    expected = torch.tensor([[0, 1, -1, 0], [1, 0, 0, 0], [-1, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.int8)
+    assert torch.equal(S, expected)
+    probs = random_probs(n=5, k=3, seed=5)
+    loop = sum(loop_kl(probs[i].detach(), probs[j], 1e-7) if r == 1
+               else torch.clamp(2.0 - loop_kl(probs[i].detach(), probs[j], 1e-7), min=0.0)
+               for a, b, r in zip([1, 1, 3], [2, 3, 4], [1, -1, 1]) for i, j in ((a, b), (b, a))) / 6
+    assert pairwise_kl(probs[samples], S).item() == pytest.approx(loop.item(), rel=1e-12)
+
+
+def test_unknown_pairs_change_neither_value_nor_gradient():
+    probs = random_probs(n=6, seed=6)
+    S = constraints_from_labels(torch.tensor([0, 0, 1, 2, -1, -1]))  # images 4, 5: unknown pairs only
+    (grad,) = torch.autograd.grad(pairwise_kl(probs, S), probs)
+    known = probs[:4].detach().clone().requires_grad_(True)
+    (grad_known,) = torch.autograd.grad(pairwise_kl(known, S[:4, :4]), known)
+    assert pairwise_kl(probs, S).item() == pytest.approx(pairwise_kl(known, S[:4, :4]).item(), rel=1e-12)
+    torch.testing.assert_close(grad[:4], grad_known)
+    assert torch.all(grad[4:] == 0)

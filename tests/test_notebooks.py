@@ -29,3 +29,12 @@ def test_chapter_runs_at_smoke_and_is_repeatable(chapter, tmp_path):
         assert first["dataset"]["checksum"].startswith("sha256:")
     second = execute(chapter, "smoke", {}, tmp_path / "b")
     assert _metrics(first) == _metrics(second)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("chapter", chapters(), ids=[c.stem for c in chapters()])
+def test_chapter_runs_at_smoke_on_8x8_digits(chapter, tmp_path):
+    """CHAPTER_CONTRACT point 5: every image dataset of the registry works, 1 x 8 x 8 included."""
+    record = execute(chapter, "smoke", {"dataset": "digits"}, tmp_path)
+    results.validate(record)
+    assert record["dataset"]["name"] == "digits"

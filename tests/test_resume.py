@@ -8,7 +8,8 @@ from reprolib.book import ROOT
 from reprolib.runner import execute
 from reprolib.training import INTERRUPT_ENV
 
-CHAPTER = ROOT / "notebooks" / "01_clusternet.py"
+#: Chapters whose training goes through run_epochs checkpoints, each interrupted after 2 epochs.
+RESUMABLE = [ROOT / "notebooks" / "01_clusternet.py", ROOT / "notebooks" / "03_hsu_kira.py"]
 
 
 def _metrics(record):
@@ -18,14 +19,14 @@ def _metrics(record):
 
 
 @pytest.mark.notebook
-@pytest.mark.skipif(not CHAPTER.exists(), reason="chapter 1 not written yet")
-def test_interrupted_chapter_resumes_to_the_same_metrics(tmp_path, monkeypatch):
-    reference = execute(CHAPTER, "smoke", {}, tmp_path / "uninterrupted")
+@pytest.mark.parametrize("chapter", RESUMABLE, ids=[c.stem for c in RESUMABLE])
+def test_interrupted_chapter_resumes_to_the_same_metrics(chapter, tmp_path, monkeypatch):
+    reference = execute(chapter, "smoke", {}, tmp_path / "uninterrupted")
     out = tmp_path / "interrupted"
-    monkeypatch.setenv(INTERRUPT_ENV, "2")  # after pretraining and the first fine-tuning epoch
+    monkeypatch.setenv(INTERRUPT_ENV, "2")  # e.g. after pretraining and the first fine-tuning epoch
     with pytest.raises(Exception, match="KeyboardInterrupt|simulated interruption"):
-        execute(CHAPTER, "smoke", {}, out)
+        execute(chapter, "smoke", {}, out)
     assert not (out / "results.json").exists() and any((out / "checkpoints").glob("*.pt"))
     monkeypatch.delenv(INTERRUPT_ENV)
-    resumed = execute(CHAPTER, "smoke", {}, out)
+    resumed = execute(chapter, "smoke", {}, out)
     assert _metrics(resumed) == _metrics(reference)
