@@ -11,6 +11,7 @@ and ``collect`` (one table from the results of a sweep); both live in :mod:`repr
 from __future__ import annotations
 
 import argparse
+import os
 import ast
 import sys
 import tempfile
@@ -73,6 +74,16 @@ def chapter_defaults(source: Path) -> dict[str, Any]:
         return notebook_defaults(to_ipynb(source, Path(tmp)))
 
 
+def output_dir_for(source: Path, out: Path) -> str:
+    """`out` as the notebook sees it (it runs in its own folder): relative when both lie in the
+    repository, so executed notebooks (and the book) show no machine's absolute paths."""
+    out, here = out.resolve(), source.resolve().parent
+    root = Path(__file__).resolve().parent.parent
+    if out.is_relative_to(root) and here.is_relative_to(root):
+        return os.path.relpath(out, here)
+    return str(out)
+
+
 def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> dict:
     """Check the parameters, run the notebook, return its results record."""
     import papermill
@@ -82,7 +93,7 @@ def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> di
         defaults = notebook_defaults(ipynb)
         values = {"profile": profile, **values}
         P.check(values, defaults)
-        values["output_dir"] = str(out.resolve())
+        values["output_dir"] = output_dir_for(source, out)
         executed = out / (source.stem + ".ipynb")
         papermill.execute_notebook(str(ipynb), str(executed), parameters=values,
                                    kernel_name="python3", cwd=str(source.resolve().parent),

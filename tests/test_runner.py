@@ -50,3 +50,11 @@ def test_negative_epochs_are_refused(root, tmp_path):
 def test_missing_notebook_exits_2(root):
     done = run_cli(root, "notebooks/nope.py")
     assert done.returncode == 2 and "no notebook" in done.stderr
+
+
+def test_output_dir_is_relative_inside_the_repository_so_the_book_shows_no_local_paths(root):
+    from pathlib import Path
+    from reprolib.runner import output_dir_for
+    chapter = root / "notebooks" / "00_evaluation.py"
+    assert output_dir_for(chapter, root / "_build" / "runs" / "x") == str(Path("..") / "_build" / "runs" / "x")
+    assert output_dir_for(chapter, Path("/tmp/elsewhere")) == "/tmp/elsewhere"
