@@ -135,10 +135,7 @@ print(f"profile {profile}: {budget}\nlabel fractions {fractions}; device {descri
 # is a multiple of 8 (28 → 32, as the paper's Table 1 lists MNIST at 32 × 32; 8 × 8 digits to 16).
 
 # %%
-full = data.load(dataset)
-if budget.n_samples and budget.n_samples < len(full):
-    keep, _ = data.stratified_split(full.labels.numpy(), 1 - budget.n_samples / len(full), seed=seed)
-    full = full.subset(keep)
+full = data.load(dataset).stratified_subset(budget.n_samples, seed=seed)
 K = n_clusters or full.n_classes
 if K < full.n_classes:
     raise params.ParameterError("n_clusters", f"ClusterNet needs one centre per class: at least {full.n_classes}")

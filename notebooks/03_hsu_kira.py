@@ -128,10 +128,7 @@ print(f"profile {profile}: {budget}\ndevice {describe_device(device)}")
 # part's labels only.
 
 # %%
-full = data.load(dataset)
-if budget.n_samples and budget.n_samples < len(full):
-    keep, _ = data.stratified_split(full.labels.numpy(), 1 - budget.n_samples / len(full), seed=seed)
-    full = full.subset(keep)
+full = data.load(dataset).stratified_subset(budget.n_samples, seed=seed)
 K = n_clusters or full.n_classes
 labels_all = full.labels.numpy()
 train_idx, test_idx = data.stratified_split(labels_all, 0.2, seed=seed)

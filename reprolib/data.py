@@ -93,6 +93,13 @@ class ImageDataset:
         return ImageDataset(self.name, self.split, self.images[index], self.labels[index],
                             self.class_names, self.source)
 
+    def stratified_subset(self, n_samples: int | None, seed: int = 0) -> "ImageDataset":
+        """A class-stratified subset of `n_samples` images (itself when None or not smaller)."""
+        if not n_samples or n_samples >= len(self):
+            return self
+        keep, _ = stratified_split(self.labels.numpy(), 1 - n_samples / len(self), seed=seed)
+        return self.subset(keep)
+
     def flat(self) -> np.ndarray:
         """Images as an N x (C*H*W) float32 NumPy array, for scikit-learn."""
         return self.images.reshape(len(self), -1).numpy()

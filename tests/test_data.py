@@ -69,3 +69,15 @@ def test_labelled_subset_takes_a_fraction_of_every_class():
     assert (partial >= 0).sum() == len(chosen) and np.all(partial[chosen] == labels[chosen])
     with pytest.raises(ValueError):
         data.labelled_subset(labels, 0.0)
+
+
+def test_stratified_subset_keeps_class_proportions_and_is_seeded():
+    from reprolib import data
+    digits = data.load("digits")
+    subset = digits.stratified_subset(500, seed=0)
+    assert abs(len(subset) - 500) <= 1
+    counts = np.bincount(subset.labels.numpy(), minlength=10)
+    expected = np.bincount(digits.labels.numpy(), minlength=10) * len(subset) / len(digits)
+    assert np.all(np.abs(counts - expected) <= 1)  # each class keeps its share, to one image
+    assert torch.equal(subset.labels, digits.stratified_subset(500, seed=0).labels)
+    assert digits.stratified_subset(None) is digits and digits.stratified_subset(10**6) is digits
