@@ -44,22 +44,19 @@ if "google.colab" in sys.modules:  # on Colab: install reprolib (and its depende
 # %% [markdown]
 # ## Equation map
 #
-# The paper numbers five equations; the in-batch enumeration of Sec. 2.2 (tuples
-# $(i, j, relationship)$ presented to the cost layer) is this book's Eq. (6).
-#
 # | paper | what | where here |
 # | --- | --- | --- |
 # | Eq. (1) | $KL(P \| Q)$ between two output distributions | `reprolib.losses.kl_matrix`, {ref}`sec-hk-criterion` |
 # | Eq. (2) | KL for similar pairs, hinge $\max(0, m - KL)$ for dissimilar ones | `reprolib.losses.pairwise_kl_terms`, {ref}`sec-hk-criterion` |
 # | Eq. (3) | symmetric cost $L(P, Q) = loss(P\|Q) + loss(Q\|P)$ | `reprolib.losses.pairwise_kl` (both ordered pairs), {ref}`sec-hk-criterion` |
 # | Eq. (4), Eq. (5) | gradients with respect to $Q_i$ and $P_i$ | autograd, checked in {ref}`sec-hk-gradients` |
-# | Eq. (6) (Sec. 2.2) | tuples $T = (i, j, relationship)$, each sample fed forward once | `reprolib.losses.constraints_from_pairs`, {ref}`sec-hk-enumeration` |
+# | Eq. (6) | the batch gradient: each image's gradient sums over its tuples $T$, each image fed forward once | `reprolib.losses.constraints_from_pairs` + `pairwise_kl`, {ref}`sec-hk-enumeration` |
 
 # %% tags=["parameters"]
 profile = "book"           # smoke | book | paper
 dataset = "mnist5k"        # any image dataset of reprolib.data (28x28, 32x32 and 8x8 images work)
 seed = 0                   # seeds the split, the constraints and training
-n_clusters = None          # output nodes K; None: the number of classes
+n_clusters = None          # output nodes K of Fig. 3-5; None: the number of classes (Table 1 always uses it)
 samples_per_class = 60     # headline: all pairs among this many labelled training images per class (Table 1)
 margin = 2.0               # hinge margin of Eq. (2) (the paper's value)
 n_steps = None             # optimisation steps per training run; None: the profile's
@@ -115,7 +112,6 @@ if budget.batch_size < 2:
     raise params.ParameterError("batch_size", "a pairwise criterion needs at least 2 images per step")
 device = pick_device()
 out = Path(output_dir)
-checkpoints = out / "checkpoints"
 plotting.use_style()
 print(f"profile {profile}: {budget}\ndevice {describe_device(device)}")
 
@@ -146,6 +142,7 @@ record = results.Recorder("03_hsu_kira", profile,
                           dict(dataset=dataset, seed=seed, n_clusters=K, samples_per_class=samples_per_class,
                                margin=margin, experiments=experiments, **vars(budget)),
                           seed, full, device=describe_device(device))
+checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
 print(f"{full.name}: train {len(train_idx)}, held-out {len(test_idx)}, images {tuple(x_train.shape[1:])}, "
       f"K = {K}; smallest class in training: {per_class_available} images")
 report.glue("n_train", len(train_idx))
@@ -291,6 +288,7 @@ def successor_rule(probs: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
 
 successor_with = successor_rule(probs_check, S_partial)
 successor_without = successor_rule(probs_check[:4], S_partial[:4, :4])
+assert not torch.isclose(successor_with, successor_without)  # there, unknown pairs change the loss
 print(f"ours: {value_with.item():.6f} with the unknown pairs, {value_without.item():.6f} without; "
       f"the successor's rule: {successor_with.item():.4f} vs {successor_without.item():.4f}")
 
@@ -302,11 +300,18 @@ print(f"ours: {value_with.item():.6f} with the unknown pairs, {value_without.ite
 # is fed several times: in Fig. 2(c), pairs (1,2), (1,3) and (3,4) cost six forward passes for four
 # images. Hsu and Kira instead present the constraints to the cost layer as tuples
 # $T = \{(i, j, relationship)\}$ over the indices of a mini-batch, and feed each image forward
-# once. `reprolib.losses.constraints_from_pairs` turns a list of tuples over the data set into the
-# batch's distinct images and the $N \times N$ matrix $S$ that `pairwise_kl` reads.
+# once. The gradient that reaches each image's output is then the sum over its tuples (Eq. (6)):
 #
-# *Check:* Fig. 2(c)'s example, four images fed once, and the batch loss equals the mean of
-# Eq. (3) over the three tuples computed one pair at a time, Siamese style.
+# $$\frac{\partial \hat{L}}{\partial f(x_i)} = \sum_{j:\,(i,j) \in T} \frac{\partial}{\partial f(x_i)} L(f(x_i), f(x_j)).$$
+#
+# `reprolib.losses.constraints_from_pairs` turns a list of tuples over the data set into the
+# batch's distinct images and the $N \times N$ matrix $S$ that `pairwise_kl` reads; autograd
+# through the matrix form does the sum of Eq. (6). `pairwise_kl` returns the *mean* over the
+# known ordered pairs, $\hat{L} / (2|T|)$, so its gradients are those of Eq. (6) divided by $2|T|$.
+#
+# *Check:* Fig. 2(c)'s example: four images fed once; the batch loss equals the mean of Eq. (3)
+# over the three tuples computed one pair at a time, Siamese style; and each image's gradient
+# equals the sum of its per-tuple gradients (Eq. (6)), divided by $2|T|$.
 
 # %%
 fig2c = PairConstraints(first=np.array([1, 1, 3]), second=np.array([2, 3, 4]), relation=np.array([1, -1, 1], dtype=np.int8))
@@ -317,13 +322,23 @@ batch_loss = pairwise_kl(probs_fig2c[samples], S_batch, margin, eps=0.0)
 siamese_style = torch.stack([cost_eq3(probs_fig2c[i], probs_fig2c[j], r)
                              for i, j, r in zip(fig2c.first, fig2c.second, fig2c.relation.tolist())]).mean() / 2
 assert torch.isclose(batch_loss, siamese_style, rtol=1e-12)
-print(f"{len(samples)} images fed once for {len(fig2c)} tuples (a Siamese network feeds {2 * len(fig2c)})")
+outputs_fig2c = probs_fig2c[samples].clone().requires_grad_(True)
+(grad_batch,) = torch.autograd.grad(pairwise_kl(outputs_fig2c, S_batch, margin, eps=0.0), outputs_fig2c)
+position = {int(index): row for row, index in enumerate(samples)}
+grad_eq6 = torch.zeros_like(outputs_fig2c)
+for i, j, r in zip(fig2c.first, fig2c.second, fig2c.relation.tolist()):
+    pair = outputs_fig2c[[position[i], position[j]]].detach().requires_grad_(True)
+    (grad_pair,) = torch.autograd.grad(cost_eq3(pair[0], pair[1], r), pair)   # dL(f(x_i), f(x_j)) for one tuple
+    grad_eq6[[position[i], position[j]]] += grad_pair                           # Eq. (6): sum over the tuples
+assert torch.allclose(grad_batch, grad_eq6 / (2 * len(fig2c)), atol=1e-12)
+print(f"{len(samples)} images fed once for {len(fig2c)} tuples (a Siamese network feeds {2 * len(fig2c)}); "
+      "gradients equal Eq. (6)")
 
 # %% [markdown]
 # ### Speed and memory
 #
 # The benchmark in `benchmarks/bench_pairwise_kl.py` times the loss and its backward pass over all
-# pairs of a batch of 1,000 outputs with $K = 10$, in matrix form against (a) the successor's
+# pairs of a batch of $N$ outputs with $K = 10$ ($N$ = 1,000 except at the smoke profile), in matrix form against (a) the successor's
 # enumeration, which repeats the batch into two $N^2 \times K$ tensors, and (b) a Siamese network
 # that feeds both images of every pair through the LeNet below (timed on a sample of pairs,
 # extrapolated to all of them). Target: the matrix form at least 10 times faster than (a), with
@@ -492,7 +507,7 @@ def forward_all(model: LeNetBN, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray
 
 def best_of_restarts(method: str, batches, n_outputs: int, name: str, score=None) -> LeNetBN:
     """n_restarts fresh initialisations; the lowest final loss, or the highest `score(model)`, wins."""
-    models = [train(method, batches, n_outputs, 1000 * seed + r, f"{name}-restart{r}")
+    models = [train(method, batches, n_outputs, training.run_seed(seed, r), f"{name}-restart{r}")
               for r in range(budget.n_restarts)]
     if score is None:
         return min(models, key=lambda m: m.final_loss)
@@ -517,10 +532,19 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict:
 # class that the Hungarian method assigns it on the labelled training images (Sec. 3.3: "the label
 # of each cluster is obtained from the training set"). The paper trains on MNIST's 60,000
 # training images; 600 images per class is more than `mnist5k` holds, so our largest setting is
-# *all* training images of the split, about 400 per class.
+# *all* training images of the split ({glue:text}`per_class_available` in the smallest class),
+# shown beside the paper's 600-per-class row.
 
 # %%
-PAPER_TABLE1 = {6: (0.824, 0.794), 60: (0.947, 0.951), 600: (0.983, 0.988), "full": (0.994, 0.996)}
+# (classification, clustering) held-out accuracy per training images per class; "all" is our
+# whole training split, shown beside the paper's largest per-class setting short of "full"
+PAPER_TABLE1_BY_DATA = {
+    "mnist": {6: (0.824, 0.794), 60: (0.947, 0.951), 600: (0.983, 0.988), "full": (0.994, 0.996)},
+    "cifar10": {5: (0.213, 0.220), 50: (0.346, 0.370), 500: (0.550, 0.532), "full": (0.737, 0.734)},
+}
+paper_data = "cifar10" if dataset == "cifar10" else "mnist" if dataset in ("mnist", "mnist5k") else None
+PAPER_TABLE1 = PAPER_TABLE1_BY_DATA.get(paper_data, {})
+report.glue("per_class_available", per_class_available)
 table1_settings = list(dict.fromkeys([*budget.table1_per_class, samples_per_class]))
 
 
@@ -550,18 +574,22 @@ for n_per_class in table1_settings:
     labelled = labelled_per_class(n_per_class)
     setting = "all" if n_per_class is None else f"{n_per_class}"
     for method in ("clustering", "classification"):
-        model = best_of_restarts(method, LabelledBatches(labelled), K if method == "clustering" else full.n_classes,
+        model = best_of_restarts(method, LabelledBatches(labelled), full.n_classes,  # Sec. 3.3: K = classes
                                  f"table1-{method}-{setting}",
                                  score=lambda m: heldout_accuracy(m, labelled, method)[0])
         train_acc, test_acc = heldout_accuracy(model, labelled, method)
         paper = PAPER_TABLE1.get(n_per_class, (None, None))[0 if method == "classification" else 1]
         table1_rows.append({"per class": setting, "images": len(labelled), "method": method,
-                            "train acc": train_acc, "held-out acc": test_acc, "paper (MNIST)": paper})
+                            "train acc": train_acc, "held-out acc": test_acc, "paper": paper})
         table1_models[(n_per_class, method)] = model
         record.add("table1", method, dataset, f"samples per class={setting}, held-out", "acc", test_acc, paper=paper)
 table1_seconds = time.perf_counter() - started
 table1 = pd.DataFrame(table1_rows)
-table1["difference"] = table1["held-out acc"] - table1["paper (MNIST)"].astype(float)
+table1["difference"] = table1["held-out acc"] - table1["paper"].astype(float)
+if "all" in set(table1["per class"]) and PAPER_TABLE1:
+    largest = max(k for k in PAPER_TABLE1 if k != "full")  # the paper's row closest to "all"
+    table1[f"paper, {largest} per class"] = [PAPER_TABLE1[largest][0 if m == "classification" else 1]
+                                             if c == "all" else None for c, m in zip(table1["per class"], table1.method)]
 table1.round(4)
 
 # %%
@@ -570,7 +598,7 @@ headline_acc = float(table1[(table1["per class"] == str(samples_per_class)) & (t
 headline_paper = PAPER_TABLE1.get(samples_per_class, (None, None))[1]
 record.headline("NNclustering", "acc", headline_acc, paper=headline_paper,
                 setting=f"full constraints among {samples_per_class} training images per class, held-out, "
-                        f"K={K}, {budget.n_steps} steps, best of {budget.n_restarts}")
+                        f"K={full.n_classes}, {budget.n_steps} steps, best of {budget.n_restarts}")
 report.glue("headline_acc", headline_acc)
 report.glue("samples_per_class", samples_per_class)
 classification_acc = float(table1[(table1["per class"] == str(samples_per_class))
@@ -619,6 +647,8 @@ def fig3_runs(count: int) -> dict:
             "clustering": clustering, "siamese": siamese, "pairs": pairs}
 
 
+report.glue("size_ratio", 60000 / len(y_train))                # MNIST-train against our training part
+report.glue("density_ratio", (60000 / len(y_train)) ** 2)      # pairs grow with the square
 fig3_models, fig3_rows = {}, []
 if experiments:
     for count in constraint_counts():
@@ -644,8 +674,9 @@ if len(fig3):
 # %% [markdown]
 # The paper's MNIST panel: with 1,200 constraints sampled from the 60,000 training images, purity
 # above 0.9 and NMI above 0.8, the clustering network ahead of both k-means variants at low
-# counts, the held-out curve on top of the training curve. Our training part is 15 times smaller,
-# so the same number of constraints covers its pairs 225 times more densely.
+# counts, the held-out curve on top of the training curve. Our training part is
+# {glue:text}`size_ratio:.0f` times smaller, so the same number of constraints covers its pairs
+# {glue:text}`density_ratio:.0f` times more densely (checked in the targets below).
 #
 # ## Fig. 4: t-SNE of the softmax outputs
 #
@@ -773,7 +804,7 @@ if experiments and budget.optimizer_count in fig3_models:
     successor = SimpleNamespace(optimizer="adam", learning_rate=1e-3,
                                 n_steps=max(1, budget.n_steps * budget.batch_size // 100))
     adam_model = train("clustering", TupleBatches(fig3_models[budget.optimizer_count]["pairs"], batch_size=100), K,
-                       1000 * seed, f"ablation-adam-{budget.optimizer_count}", schedule=successor)
+                       training.run_seed(seed, 0), f"ablation-adam-{budget.optimizer_count}", schedule=successor)
     for name, model in [(f"SGD, batch {budget.batch_size}, {budget.n_steps} steps (original)",
                          fig3_models[budget.optimizer_count]["clustering"]),
                         (f"Adam 1e-3, batch 100, {successor.n_steps} steps (successor)", adam_model)]:
@@ -787,11 +818,16 @@ pd.DataFrame(optimiser_rows).round(4)
 # %% [markdown]
 # ## Reference runs
 #
-# The `paper` profile (12,500 SGD steps per run, five restarts per setting, seven constraint counts)
-# is meant for a GPU; runs committed under `results/03_hsu_kira/` (each with the `COMMAND` that
+# The `paper` profile ({glue:text}`paper_steps` SGD steps per run, {glue:text}`paper_restarts`
+# restarts per setting, {glue:text}`paper_counts` constraint counts) is meant for a GPU; runs committed under `results/03_hsu_kira/` (each with the `COMMAND` that
 # made it) are shown here beside the paper and this build.
 
 # %%
+report.glue("paper_steps", BUDGETS["paper"]["n_steps"])
+report.glue("paper_restarts", BUDGETS["paper"]["n_restarts"])
+report.glue("paper_counts", len(BUDGETS["paper"]["constraint_counts"]))
+
+
 def key_numbers(record_: dict) -> dict:
     """The numbers every run of this chapter reports: Table 1 held-out accuracies."""
     found = {}
@@ -803,7 +839,7 @@ def key_numbers(record_: dict) -> dict:
 
 reference_dir = Path("..") / "results" / "03_hsu_kira"
 this_build = key_numbers(record.to_dict())
-columns = {"paper (MNIST)": {k: next((r["paper_value"] for r in record.rows if r["experiment"] == "table1"
+columns = {"paper": {k: next((r["paper_value"] for r in record.rows if r["experiment"] == "table1"
                                       and f"Table 1, {r['method']}, {r['setting'].split(',')[0]}" == k), None)
                              for k in this_build}}
 for path in sorted(reference_dir.glob("*/results.json")):
@@ -821,12 +857,14 @@ pd.DataFrame(columns).round(4)
 # 0.93 at the `paper` profile (the paper: 0.951 on full MNIST) and at least 0.88 at the `book`
 # profile. And the paper's two claims about the figures: the clustering network beats both
 # k-means baselines at the lowest constraint counts, and with $K = 100$ the number of clusters
-# holding more than 1% of the data stays near 10.
+# holding more than 1% of the data stays near 10 (we count within 2 of the number of classes). The
+# paper's one number for Fig. 3: purity above 0.9 and NMI above 0.8 with 1,200 constraints
+# (held-out, MNIST).
 
 # %%
 targets = {"book": 0.88, "paper": 0.93}
 verdicts = []
-if samples_per_class == 60 and profile in targets:
+if samples_per_class == 60 and profile in targets and paper_data == "mnist":
     verdicts.append(("held-out accuracy, 60 per class", f"{headline_acc:.4f} >= {targets[profile]}",
                      headline_acc >= targets[profile]))
 if len(fig3):
@@ -836,12 +874,17 @@ if len(fig3):
                       low.loc["Siamese hinge + k-means (held-out)", "purity"])
     verdicts.append((f"beats both k-means baselines at {int(fig3.constraints.min())} constraints (purity)",
                      f"{ours_low:.4f} vs {best_kmeans:.4f}", ours_low > best_kmeans))
+if len(fig3) and 1200 in set(fig3.constraints) and paper_data == "mnist":
+    at_1200 = fig3[(fig3.constraints == 1200) & (fig3.method == "NNclustering (held-out)")].iloc[0]
+    verdicts.append(("Fig. 3: purity > 0.9 and NMI > 0.8 at 1,200 constraints (held-out)",
+                     f"purity {at_1200.purity:.4f}, NMI {at_1200.nmi:.4f}", at_1200.purity > 0.9 and at_1200.nmi > 0.8))
 if k_max is not None and k_max >= 50:
     busy = busy_clusters(k_predictions[k_max])
     verdicts.append((f"clusters with > 1% of the data at K = {k_max}", f"{busy} (near {full.n_classes})",
                      abs(busy - full.n_classes) <= 2))
-verdicts.append((f"loss + backward at N = {budget.benchmark_n}, K = 10: matrix form vs (a)",
-                 f"{speed['loss_ratio']:.1f}x >= {PAIRWISE_TARGET_RATIO:g}x", speed["loss_ratio"] >= PAIRWISE_TARGET_RATIO))
+if budget.benchmark_n >= 1000:  # the target is set for a batch of 1,000 (the smoke profile times 200)
+    verdicts.append((f"loss + backward at N = {budget.benchmark_n}, K = 10: matrix form vs (a)",
+                     f"{speed['loss_ratio']:.1f}x >= {PAIRWISE_TARGET_RATIO:g}x", speed["loss_ratio"] >= PAIRWISE_TARGET_RATIO))
 if growth:
     verdicts.append(("peak memory O(N^2), not O(N^2 K): matrix form's growth from K = 10 to 100",
                      f"x{growth['matrix']:.2f} (enumerated: x{growth['enumerated']:.1f}) < x{PAIRWISE_MEMORY_GROWTH_MAX:g}",
@@ -850,13 +893,13 @@ targets_table = pd.DataFrame([{"target": t, "ours": v, "verdict": "MET" if ok el
 targets_table
 
 # %%
-if len(fig3):
-    report.glue("low_count", int(fig3.constraints.min()))
-    report.glue("low_purity_output", float(ours_low))
-    report.glue("low_purity_kmeans", float(best_kmeans))
-if len(optimiser_rows) == 2:
-    report.glue("purity_sgd", float(optimiser_rows[0]["purity"]))
-    report.glue("purity_adam", float(optimiser_rows[1]["purity"]))
+# glued for the prose below (NaN where an experiment was switched off: experiments=False)
+report.glue("low_count", int(fig3.constraints.min()) if len(fig3) else 0)
+report.glue("low_purity_output", float(ours_low) if len(fig3) else float("nan"))
+report.glue("low_purity_kmeans", float(best_kmeans) if len(fig3) else float("nan"))
+report.glue("purity_sgd", float(optimiser_rows[0]["purity"]) if optimiser_rows else float("nan"))
+report.glue("purity_adam", float(optimiser_rows[1]["purity"]) if optimiser_rows else float("nan"))
+report.glue("n_restarts_run", budget.n_restarts)
 
 # %% [markdown]
 # **What we found.** The criterion, its gradients and its matrix form check out exactly, and
@@ -865,35 +908,46 @@ if len(optimiser_rows) == 2:
 # below the paper's: at {glue:text}`low_count` constraints the network's own output layer reaches
 # a held-out purity of {glue:text}`low_purity_output:.3f`, and the better of the two k-means
 # variants {glue:text}`low_purity_kmeans:.3f` (the paper: the output layer ahead of both; the
-# targets table says whether that holds here). What we know: each setting here is one training
-# run, where the paper keeps the lowest-loss of five; a single run varies a lot with the
+# targets table says whether that holds here). What we know: each setting here is the best of
+# {glue:text}`n_restarts_run` training run(s), where the paper keeps the lowest-loss of five; a single run varies a lot with the
 # optimiser and the initialisation (the ablation above gives held-out purities of
 # {glue:text}`purity_sgd:.3f` with SGD and {glue:text}`purity_adam:.3f` with Adam on the same
-# constraints), which is what restarts are for; and our 4,000 training images make a given
-# number of constraints 225 times denser in pairs than MNIST's 60,000 do, which changes what
-# "sparse" means. The `paper` profile (five restarts, 12,500 steps) tests the first point; it is
-# meant for a GPU.
+# constraints), which is what restarts are for; and our {glue:text}`n_train` training images make
+# a given number of constraints {glue:text}`density_ratio:.0f` times denser in pairs than MNIST's
+# 60,000 do, which changes what "sparse" means. The `paper` profile ({glue:text}`paper_restarts`
+# restarts, {glue:text}`paper_steps` steps) tests the first point; it is meant for a GPU.
 
 # %% [markdown]
 # ## Differences from the paper
 #
 # * **Data.** MNIST's 60,000 training images are not available offline; `mnist5k` (5,000 MNIST
 #   digits) is split 80% / 20%, and the 20% plays the paper's testing set. Fig. 3-6 therefore
-#   sample constraints from about 4,000 images instead of 60,000, which makes a given number of
-#   constraints much denser, and Table 1's 600-per-class row becomes "all" (about 400 per class).
+#   sample constraints from our training part instead of 60,000 images, which makes a given
+#   number of constraints much denser, and Table 1's 600-per-class row becomes "all".
 # * **Budget in steps.** The paper trains "until the training error has converged"; the original
 #   Torch code runs 100 epochs of batch 32. We give every run the same number of optimisation steps
 #   (`n_steps`), so that the curves of Fig. 3 compare amounts of information, not of compute. The
 #   optimiser is the original code's at every profile (SGD, learning rate 0.01, momentum 0.9,
 #   weight decay $5\cdot10^{-4}$, batches of 32 images, the rate halved every quarter of
-#   training). The `paper` profile runs 12,500 steps (100 epochs of our 4,000 training images)
-#   with five restarts; the `book` profile 600 steps and one restart, to fit in minutes on 2 CPU
-#   cores. The PyTorch successor's Adam is compared in the ablation below.
+#   training). The `paper` profile runs about 100 epochs of our training part, with five
+#   restarts; the `book` profile far fewer steps and one restart, to fit in minutes on 2 CPU
+#   cores (the budget table above has the numbers). The PyTorch successor's Adam is compared in
+#   the ablation (without its learning-rate decay, one run against one).
 # * **Batches of sampled constraints.** A step draws `batch_size / 2` random tuples and feeds
 #   their images once; $S$ holds only the drawn tuples (other known pairs that happen to fall
 #   among the same images are left out).
-# * **Equation numbering.** The extracted paper numbers Eq. (1)-(5); we call the tuple
-#   enumeration of Sec. 2.2 Eq. (6).
+# * **Mean, not sum.** Eq. (6) differentiates the sum $\hat{L}$ over the batch's tuples; we
+#   minimise its mean over known ordered pairs, so the step size does not depend on how many
+#   constraints a batch holds. With a fixed learning rate this only rescales the steps.
+# * **Batch norm after FC 500** as in the authors' code (the paper mentions batch norm for the
+#   convolutions); $\epsilon = 10^{-7}$ inside the logarithms of Eq. (1), as in their code.
+# * **Restart selection.** Fig. 3's "lowest training loss" is read as the mean mini-batch loss
+#   over the last 25 steps of a run (training mode), not a separate pass over all constraints.
+# * **The Siamese baseline** is trained with the same in-batch enumeration (each image fed once,
+#   batch norm over the whole batch), which computes the same hinge embedding loss as two towers;
+#   k-means on it and on the hidden layer uses Euclidean distance.
+# * **Fig. 5 (left)** is run at one constraint count; the paper's remark that the degradation
+#   shrinks as constraints grow (at a fixed noise level) is not tested here.
 # * **Small images.** 8 × 8 digits use 'same' padding in both convolutions (an unpadded LeNet
 #   needs at least 16 × 16 inputs).
 # * **NMI** is normalised by the geometric mean of the two entropies, as in Strehl and Ghosh, the

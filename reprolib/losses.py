@@ -7,8 +7,9 @@
 * :func:`constraints_from_labels`: the pair sets of ClusterNet Eq. (14)-(15).
 * :func:`sample_constraints` and :func:`constraints_from_pairs`: Hsu and Kira's partial constraints
   (Sec. 3.1: pairs drawn uniformly from all n(n-1)/2, optionally flipped, Sec. 3.2.1) and the
-  in-batch enumeration of Sec. 2.2 (Eq. (6) in this book's numbering): tuples (i, j, relationship)
-  become the batch's samples, each fed forward once, and the N x N matrix the cost layer reads.
+  in-batch enumeration of Sec. 2.2: tuples (i, j, relationship) become the batch's samples, each
+  fed forward once, and the N x N matrix the cost layer reads, so that autograd sums each image's
+  gradient over its tuples (Eq. (6)).
 * :func:`cluster_loss`: ClusterNet's k-means style term, Eq. (4)-(5).
 
 Constraints are an N x N matrix ``S`` over a mini-batch: ``S[i, j] = +1`` for a similar pair,
@@ -210,7 +211,10 @@ def sample_constraints(labels, n_constraints: int, seed: int = 0,
 
 
 def constraints_from_pairs(pairs: PairConstraints) -> tuple[np.ndarray, torch.Tensor]:
-    """Sec. 2.2 / Eq. (6): tuples (i, j, relationship) -> (samples, S) for one mini-batch.
+    """Hsu-Kira Sec. 2.2: tuples (i, j, relationship) -> (samples, S) for one mini-batch.
+
+    With ``pairwise_kl(probs[samples], S)``, autograd gives each image the sum of its tuples'
+    gradients, Eq. (6) (divided by the number of known ordered pairs: the loss is a mean).
 
     ``samples`` are the distinct data indices the tuples touch, each to be fed forward once;
     ``S`` is the symmetric len(samples) x len(samples) int8 matrix over them (+1 / -1, 0 for

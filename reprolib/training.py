@@ -46,6 +46,23 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return generator
 
 
+def run_seed(seed: int, run: int) -> int:
+    """The seed of the `run`-th restart (or split) of a chapter run with `seed`: 1000 seed + run
+    (the chapters' rule), wrapped into [0, 2^32) so that NumPy takes it whatever the chapter's
+    seed; distinct for runs 0..999 of seeds less than 2^29 apart."""
+    return (1000 * seed + run) % 2**32
+
+
+def checkpoint_dir(output_dir: str | os.PathLike, parameters: Mapping[str, Any]) -> Path:
+    """``output_dir/checkpoints/<hash of parameters>``: a rerun with the same parameters resumes
+    its checkpoints, a run with other parameters (seed, dataset, budgets) never loads them."""
+    import hashlib
+    import json
+    key = json.dumps({k: v for k, v in parameters.items() if k != "output_dir"}, sort_keys=True,
+                     default=str)
+    return Path(output_dir) / "checkpoints" / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def check_finite(value: torch.Tensor | float, what: str = "loss", where: str = "") -> None:
     """Stop with a clear message when `value` is NaN or infinite (the NaN guard)."""
     number = float(value.detach() if isinstance(value, torch.Tensor) else value)

@@ -26,7 +26,7 @@ def test_interrupted_chapter_resumes_to_the_same_metrics(chapter, tmp_path, monk
     monkeypatch.setenv(INTERRUPT_ENV, "2")  # e.g. after pretraining and the first fine-tuning epoch
     with pytest.raises(Exception, match="KeyboardInterrupt|simulated interruption"):
         execute(chapter, "smoke", {}, out)
-    assert not (out / "results.json").exists() and any((out / "checkpoints").glob("*.pt"))
+    assert not (out / "results.json").exists() and any((out / "checkpoints").rglob("*.pt"))
     monkeypatch.delenv(INTERRUPT_ENV)
     resumed = execute(chapter, "smoke", {}, out)
     assert _metrics(resumed) == _metrics(reference)

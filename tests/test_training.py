@@ -91,3 +91,20 @@ def test_pick_device_prefers_what_is_asked(monkeypatch):
     from reprolib.device import describe_device, pick_device
     monkeypatch.setenv("REPROLIB_DEVICE", "cpu")
     assert pick_device().type == "cpu" and describe_device("cpu").startswith("cpu (")
+
+
+def test_run_seeds_are_distinct_and_valid_for_numpy_at_any_chapter_seed():
+    import numpy as np
+    from reprolib.training import run_seed
+    seeds = {run_seed(s, r) for s in (0, 1, 2**32 - 1) for r in range(5)}
+    assert len(seeds) == 15 and all(0 <= x < 2**32 for x in seeds)
+    np.random.seed(run_seed(2**32 - 1, 4))  # would raise for a seed >= 2^32
+    assert run_seed(3, 1) == run_seed(3, 1)
+
+
+def test_checkpoint_dir_depends_on_the_parameters_but_not_on_output_dir(tmp_path):
+    from reprolib.training import checkpoint_dir
+    a = checkpoint_dir(tmp_path, {"seed": 0, "dataset": "mnist5k", "output_dir": "x"})
+    assert a == checkpoint_dir(tmp_path, {"dataset": "mnist5k", "seed": 0, "output_dir": "y"})
+    assert a != checkpoint_dir(tmp_path, {"seed": 1, "dataset": "mnist5k"})
+    assert a.parent == tmp_path / "checkpoints"
