@@ -98,6 +98,7 @@ class Recorder:
             from .device import describe_device
             device = describe_device()
         self.device = device
+        self.git_commit = git_commit()  # the code the run starts from, not HEAD when it ends
         self.rows: list[dict] = []
 
     def add(self, experiment: str, method: str, dataset: str, setting: str, metric: str,
@@ -127,7 +128,7 @@ class Recorder:
             "wall_clock_seconds": round(time.perf_counter() - self.started, 3),
             "device": self.device,
             "versions": library_versions(),
-            "git_commit": git_commit(),
+            "git_commit": self.git_commit,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
