@@ -890,7 +890,8 @@ if growth:
                      f"x{growth['matrix']:.2f} (enumerated: x{growth['enumerated']:.1f}) < x{PAIRWISE_MEMORY_GROWTH_MAX:g}",
                      growth["matrix"] < PAIRWISE_MEMORY_GROWTH_MAX))
 targets_table = pd.DataFrame([{"target": t, "ours": v, "verdict": "MET" if ok else "MISSED"} for t, v, ok in verdicts])
-targets_table
+with pd.option_context("display.max_colwidth", None):  # show each target in full
+    display(targets_table)
 
 # %%
 # glued for the prose below (NaN where an experiment was switched off: experiments=False)
