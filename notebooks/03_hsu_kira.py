@@ -83,7 +83,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from reprolib import data, metrics, params, plotting, report, results, training
 from reprolib.device import describe_device, pick_device
-from reprolib.losses import (PairConstraints, constraints_from_labels, constraints_from_pairs, kl_matrix,
+from reprolib.losses import (PairConstraints, constraints_from_labels, constraints_from_pairs, hinge_embedding, kl_matrix,
                              pairwise_kl, pairwise_kl_terms, sample_constraints)
 from reprolib.networks import LeNetBN
 
@@ -414,17 +414,6 @@ print(probe)
 # or the highest training accuracy (Table 1), as in the paper.
 
 # %%
-def hinge_embedding(z: torch.Tensor, S: torch.Tensor, hinge_margin: float = 1.0) -> torch.Tensor:
-    """The Siamese baseline: Torch's HingeEmbeddingCriterion on Euclidean distances, mean over known pairs."""
-    d = torch.sqrt(torch.cdist(z, z).pow(2) + 1e-8)  # differentiable at d = 0
-    similar, dissimilar = (S == 1).float(), (S == -1).float()
-    similar.fill_diagonal_(0)
-    dissimilar.fill_diagonal_(0)
-    # $d$ for similar pairs, $\max(0, m - d)$ for dissimilar ones
-    total = (similar * d).sum() + (dissimilar * torch.clamp(hinge_margin - d, min=0)).sum()
-    return total / (similar.sum() + dissimilar.sum()).clamp(min=1)
-
-
 class TupleBatches:
     """Sampled constraints: each step, batch_size / 2 random tuples, their images fed once (Eq. 6)."""
 
@@ -452,7 +441,7 @@ def objective(method: str, outputs: torch.Tensor, S: torch.Tensor, y) -> torch.T
     if method == "clustering":
         return pairwise_kl(torch.softmax(outputs, dim=1), S.to(outputs.device), margin)  # Eq. (2)-(3)
     if method == "siamese":
-        return hinge_embedding(outputs, S.to(outputs.device))
+        return hinge_embedding(outputs, S.to(outputs.device))  # reprolib.losses
     return F.cross_entropy(outputs, y.to(outputs.device))
 
 

@@ -11,6 +11,7 @@
   fed forward once, and the N x N matrix the cost layer reads, so that autograd sums each image's
   gradient over its tuples (Eq. (6)).
 * :func:`cluster_loss`: ClusterNet's k-means style term, Eq. (4)-(5).
+* :func:`hinge_embedding`: the Siamese baseline of Hsu and Kira's Fig. 3 (hinge on distances).
 
 Constraints are an N x N matrix ``S`` over a mini-batch: ``S[i, j] = +1`` for a similar pair,
 ``-1`` for a dissimilar pair and ``0`` for an unknown pair, which contributes nothing (the diagonal
@@ -155,6 +156,19 @@ def constraints_from_labels(labels) -> torch.Tensor:
     constraints[~(known[:, None] & known[None, :])] = UNKNOWN
     constraints.fill_diagonal_(UNKNOWN)
     return constraints
+
+
+def hinge_embedding(z: torch.Tensor, constraints, margin: float = 1.0) -> torch.Tensor:
+    """Hsu-Kira's Siamese baseline (Sec. 3.1): Torch's HingeEmbeddingCriterion on the Euclidean
+    distance d of every known pair, d for similar pairs and max(0, margin - d) for dissimilar
+    ones, averaged over the known ordered pairs (same constraint matrix as :func:`pairwise_kl`)."""
+    similar, dissimilar = _constraint_masks(constraints, z.shape[0], z.device)
+    d = torch.sqrt(torch.cdist(z, z).pow(2) + 1e-8)  # differentiable at d = 0
+    n_known = int(torch.count_nonzero(similar)) + int(torch.count_nonzero(dissimilar))
+    # $d$ for similar pairs, $\max(0, m - d)$ for dissimilar ones
+    total = (torch.where(similar, d, 0.0).sum()
+             + torch.where(dissimilar, torch.clamp(margin - d, min=0.0), 0.0).sum())
+    return total / max(n_known, 1)
 
 
 class PairConstraints(NamedTuple):

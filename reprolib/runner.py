@@ -11,8 +11,8 @@ and ``collect`` (one table from the results of a sweep); both live in :mod:`repr
 from __future__ import annotations
 
 import argparse
-import os
 import ast
+import os
 import sys
 import tempfile
 from pathlib import Path

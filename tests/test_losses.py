@@ -314,3 +314,24 @@ def test_unknown_pairs_change_neither_value_nor_gradient():
     assert pairwise_kl(probs, S).item() == pytest.approx(pairwise_kl(known, S[:4, :4]).item(), rel=1e-12)
     torch.testing.assert_close(grad[:4], grad_known)
     assert torch.all(grad[4:] == 0)
+
+
+def test_hinge_embedding_equals_a_loop_over_known_pairs():
+    """The Siamese baseline of Hsu-Kira Fig. 3: d for similar, max(0, 1 - d) for dissimilar pairs."""
+    from reprolib.losses import hinge_embedding
+    g = torch.Generator().manual_seed(7)
+    z = (0.5 * torch.randn(6, 3, generator=g)).requires_grad_(True)
+    S = constraints_from_labels(torch.tensor([0, 0, 1, 2, 1, -1]))
+    terms = []
+    for i, j in itertools.permutations(range(6), 2):
+        d = torch.sqrt(((z[i] - z[j]) ** 2).sum() + 1e-8)
+        if S[i, j] == 1:
+            terms.append(d)
+        elif S[i, j] == -1:
+            terms.append(torch.clamp(1.0 - d, min=0.0))
+    expected = torch.stack(terms).mean()
+    assert hinge_embedding(z, S).item() == pytest.approx(expected.item(), rel=1e-9)
+    (grad,) = torch.autograd.grad(hinge_embedding(z, S), z)
+    (grad_loop,) = torch.autograd.grad(expected, z)
+    torch.testing.assert_close(grad, grad_loop)
+    assert torch.all(grad[5] == 0)  # only unknown pairs: no gradient
