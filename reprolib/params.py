@@ -5,7 +5,8 @@ Every chapter has a papermill ``parameters`` cell. The names shared by all chapt
 ``label_fraction`` wherever labels are used. Budget names carry their rule: epoch counts end in
 ``epochs`` (integer >= 0), counts start with ``n_`` or end in ``_size`` or ``_per_class``
 (integer >= 1), and
-``learning_rate``, ``margin`` and ``*_rate`` are numbers > 0. Budgets default to
+``learning_rate``, ``margin`` and ``*_rate`` are numbers > 0, shares ``*_fraction`` lie in (0, 1], and
+names in :data:`CHOICES` take one of a fixed set of values. Budgets default to
 None in the parameters cell and are filled from the chapter's profile table by :func:`resolve`:
 
 * ``smoke``: seconds, for the tests;
@@ -91,6 +92,20 @@ def _check_positive(value: Any) -> str | None:
     return f"must be a number > 0 (or None for the profile's value); got {value!r}"
 
 
+#: Parameters whose value is one of a fixed set: Chapter 2's supervision levels (Alqahtani et al.,
+#: Sec. 2: none = the plain DCAE of Fig. 2(d), unsupervised, parent = the paper's
+#: "semi-supervised", supervised; "all" runs every level).
+SUPERVISION_LEVELS = ("none", "unsupervised", "parent", "supervised")
+CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
+           # Chapter 2's weights of Eq. (5): Keras' mean squared errors, or Eq. (1)-(2) as printed
+           "loss_weights": ("keras", "equation")}
+
+
+def _check_choice(name: str, value: Any) -> str | None:
+    allowed = CHOICES[name]
+    return None if value in allowed else f"must be one of {', '.join(allowed)}; got {value!r}"
+
+
 SHARED_CHECKS = {
     "profile": _check_profile,
     "dataset": _check_dataset,
@@ -106,6 +121,10 @@ def _check_by_name(name: str, value: Any) -> str | None:
     positive rates and margins. Budgets default to None, so their names carry the rule."""
     if name in SHARED_CHECKS:
         return SHARED_CHECKS[name](value)
+    if name in CHOICES:
+        return _check_choice(name, value)
+    if name.endswith("_fraction"):
+        return None if value is None else _check_label_fraction(value)
     if name.endswith("epochs"):
         return _check_epochs(value)
     if name.startswith("n_") or name.endswith(("_size", "_per_class")):

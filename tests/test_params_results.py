@@ -80,3 +80,19 @@ def test_seeds_stay_in_the_range_numpy_and_scikit_learn_accept():
     for bad in (-1, 2**32, 1.5):
         with pytest.raises(params.ParameterError, match="seed"):
             params.check({"seed": bad})
+
+
+def test_shares_named_fraction_lie_in_the_unit_interval():
+    params.check({"supervised_fraction": 0.2})
+    params.check({"supervised_fraction": 1})
+    for bad in (0, 1.5, -0.1, "half"):
+        with pytest.raises(params.ParameterError, match="supervised_fraction.*\\(0, 1\\]"):
+            params.check({"supervised_fraction": bad})
+
+
+def test_a_supervision_level_outside_the_papers_four_is_refused_with_the_allowed_ones():
+    for level in ("all", "none", "unsupervised", "parent", "supervised"):
+        params.check({"supervision": level})
+    with pytest.raises(params.ParameterError) as error:
+        params.check({"supervision": "semi"})
+    assert "'supervision'" in str(error.value) and "parent" in str(error.value)
