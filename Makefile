@@ -26,6 +26,7 @@ book: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_constrained_kmeans.py
 	$(BIN)/python benchmarks/bench_pairwise_kl.py
+	$(BIN)/python benchmarks/bench_high_precision_clusters.py
 
 ## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)
