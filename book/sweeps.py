@@ -167,6 +167,7 @@ if ROOT is None:
 PAPER_GRIDS = {
     "00_evaluation": "--grid dataset=digits,mnist5k,fashion-mnist",
     "01_clusternet": "--grid dataset=mnist,mnist5k --grid seed=0,1,2,3,4 -p n_runs=1",
+    "02_dcae": "--grid dataset=mnist,fashion-mnist,usps,svhn --grid seed=0,1,2",
     "03_hsu_kira": "--grid seed=0,1,2,3,4 -p n_restarts=1",
 }
 

@@ -86,13 +86,18 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   supervised_fraction=supervised_fraction, loss_weights=loss_weights, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, n_samples=n_samples))
 
+TABLE1_SIDES = (28, 16, 32, 8)  # image sides with a Table 1 configuration (8: our choice for 8x8 digits)
+if data.DATASETS[dataset].image_shape[-1] not in TABLE1_SIDES:
+    raise params.ParameterError("dataset", f"{dataset} has {data.DATASETS[dataset].image_shape[-1]}-pixel images; "
+                                f"Table 1's DCAE takes sides {', '.join(map(str, TABLE1_SIDES))}")
+
 BUDGETS = {
     "smoke": dict(epochs=1, batch_size=100, learning_rate=1e-3, n_samples=600, table3_counts=[100],
-                  fig3_fractions=[0.2], tsne_points=100, kmeans_n_init=2),
+                  fig3_fractions=[0.2], tsne_points=100),
     "book": dict(epochs=6, batch_size=100, learning_rate=1e-3, n_samples=None, table3_counts=[400, 2000],
-                 fig3_fractions=[0.2, 0.3, 0.5], tsne_points=500, kmeans_n_init=10),
-    "paper": dict(epochs=50, batch_size=100, learning_rate=1e-3, n_samples=None, table3_counts=[500, 1000, 2000],
-                  fig3_fractions=[0.2, 0.3, 0.5], tsne_points=2000, kmeans_n_init=10),
+                 fig3_fractions=[0.2, 0.3, 0.5], tsne_points=500),
+    "paper": dict(epochs=50, batch_size=100, learning_rate=1e-3, n_samples=None,
+                  table3_counts=[500, 2000, 4000, 6000, 8000], fig3_fractions=[0.2, 0.3, 0.5], tsne_points=2000),
 }
 budget = params.resolve(profile, BUDGETS, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                         n_samples=n_samples)
@@ -130,7 +135,7 @@ record = results.Recorder("02_dcae", profile,
 checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
 print(f"{full.name}: train {len(train_idx)}, held-out {len(test_idx)}, images {tuple(x_train.shape[1:])}, K = {K}")
 report.glue("n_train", len(train_idx))
-report.glue("n_test", len(test_idx))
+report.glue("n_test", len(test_idx));
 
 # %% [markdown]
 # (sec-dcae-architecture)=
@@ -284,8 +289,9 @@ print(f"E1 as a loop: {loop_e1:.6f}; vectorised: {float(reconstruction_loss(x_ch
 # block-coordinate descent on the k-means objective: during an epoch the centres are constants and
 # the network descends $E_1 + E_2 (+ E_3)$, each image pulled towards its nearest centre; after the
 # epoch every training image is embedded again and the centres are refitted by Lloyd's k-means,
-# warm-started from the current centres (`update_centres`). Both steps lower $E_2$, so the
-# alternation cannot undo itself. The centres start "randomly" (Sec. 3) as $K$ embeddings of random
+# warm-started from the current centres (`update_centres`). The network step lowers the objective
+# with the centres fixed, and the refit lowers $E_2$ with the network fixed, so neither undoes the
+# other. The centres start "randomly" (Sec. 3) as $K$ embeddings of random
 # training images under the untrained network.
 #
 # In Keras' terms $E_2$ is again `mse` up to the factor $2/d$, $d = 10$ the embedding's size.
@@ -319,7 +325,13 @@ e2_check = embedded_kmeans_loss(h_check, c_check)
 (grad_e2,) = torch.autograd.grad(e2_check, h_check)
 assert np.isclose(float(e2_check), loop_e2)
 assert torch.allclose(grad_e2, (h_check - c_check[nearest_centre(h_check, c_check)]).detach() / 6)
-print(f"E2 as a loop: {loop_e2:.6f}; vectorised: {float(e2_check):.6f}; gradient (h - c*)/N: checked")
+h_many = torch.randn(200, 3, generator=g, dtype=torch.float64)
+c_random = h_many[:4].clone()
+c_refit = torch.from_numpy(update_centres(h_many.numpy().astype(np.float32), c_random.numpy().astype(np.float32), 0))
+e2_before, e2_after = float(embedded_kmeans_loss(h_many, c_random)), float(embedded_kmeans_loss(h_many, c_refit.double()))
+assert e2_after <= e2_before
+print(f"E2 as a loop: {loop_e2:.6f}; vectorised: {float(e2_check):.6f}; gradient (h - c*)/N: checked; "
+      f"refit of the centres: E2 {e2_before:.4f} -> {e2_after:.4f}")
 
 # %% [markdown]
 # (sec-dcae-e3)=
@@ -379,11 +391,11 @@ print(f"E3 written out: {float(eq4):.6f}; F.cross_entropy: "
 #
 # trained end to end from random initialisation with Adam on batches of 100 shuffled images
 # (Sec. 3). **Weights.** Read literally, with $E_1$ and $E_2$ as printed, the reconstruction
-# dominates: $E_1$ sums 784 squared pixel errors while $E_3$ is one cross-entropy, and a first
-# build of this chapter showed what follows: the supervised model's classifier learnt the classes
-# (about 0.88 held out) while k-means on its latent space clustered no better than the plain
-# autoencoder (about 0.53). The paper reports 98.8% clustering accuracy for that model, which
-# needs $E_3$ to shape the latent space. Written in Keras, as the paper's model was, each squared
+# dominates: $E_1$ sums 784 squared pixel errors while $E_3$ is one cross-entropy. A first build
+# of this chapter showed what follows: the supervised model's classifier learnt the classes while
+# k-means on its latent space clustered hardly better than the plain autoencoder (the weights
+# ablation below measures both, in every build). The paper reports 98.8% clustering accuracy for
+# that model, which needs $E_3$ to shape the latent space. Written in Keras, as the paper's model was, each squared
 # error would naturally be Keras' `mse`, the mean over pixels or latent units, which is Eq. (5)
 # with weights $2/D$ on $E_1$ and $2/d$ on $E_2$:
 #
@@ -540,11 +552,11 @@ table4_models = {level: train_dcae(level, supervised_fraction, 0, f"table4-{leve
 table4_rows = []
 for level, trained in table4_models.items():
     found = evaluate(trained)
-    table4_rows.append({"level": level, **found, "paper acc": paper_table4.get(level, np.nan)})
+    table4_rows.append({"level": level, **found, f"paper acc ({paper_data})": paper_table4.get(level, np.nan)})
     setting = f"labels on {supervised_fraction:.0%} of training images"
     for part in ("train", "held-out"):
         record.add("table4", level, dataset, f"{setting}, {part}", "acc", found[f"acc {part}"],
-                   paper=paper_table4.get(level) if part == "held-out" else None)
+                   paper=paper_table4.get(level) if part == "held-out" and supervised_fraction == 1 else None)
         record.add("table4", level, dataset, f"{setting}, {part}", "nmi", found[f"nmi {part}"])
     if "classifier acc held-out" in found:
         record.add("table4_classifier", level, dataset, f"{setting}, held-out", "acc", found["classifier acc held-out"])
@@ -556,7 +568,7 @@ table4.round(4)
 headline = table4.loc[HEADLINE_LEVEL]
 record.headline(f"DCAE, {HEADLINE_LEVEL}", "acc", headline["acc held-out"],
                 setting=f"labels on {supervised_fraction:.0%} of training images, held-out, {budget.epochs} epochs",
-                paper=paper_table4.get(HEADLINE_LEVEL))
+                paper=paper_table4.get(HEADLINE_LEVEL) if supervised_fraction == 1 else None)
 report.glue("headline_level", HEADLINE_LEVEL)
 report.glue("headline_acc", float(headline["acc held-out"]))
 for level in LEVELS:
@@ -567,6 +579,8 @@ for level in LEVELS:
 fig, axes = plt.subplots(1, len(LEVELS), figsize=(3.2 * len(LEVELS), 2.6), squeeze=False)
 for ax, (level, trained) in zip(axes[0], table4_models.items()):
     history = pd.DataFrame(trained["history"])
+    if not len(history):  # epochs=0: nothing trained
+        continue
     ax.plot(history.epoch + 1, history.E1, label="$E_1$")
     ax.plot(history.epoch + 1, history.E2, label="$E_2$")
     if level in ("parent", "supervised"):
@@ -583,8 +597,8 @@ plt.show()
 # The paper trains its supervised model with 2,000, 4,000, 6,000 and 8,000 training examples "with
 # the same number of iterations" (MNIST). We keep all training images for $E_1$ and $E_2$ and give
 # true labels to that many of them, chosen per class; our training part has
-# {glue:text}`n_train` images, so the counts stop there (the largest row is Table 4's supervised
-# model, trained with labels on {glue:text}`fraction_pct:.0f`% of them).
+# {glue:text}`n_train` images, so the counts stop there; Table 4's supervised model (labels on
+# {glue:text}`fraction_pct:.0f`% of them) adds its own row.
 
 # %%
 table3_rows = []
@@ -595,11 +609,15 @@ if experiments and "supervised" in table4_models:
         found = evaluate(trained)
         table3_rows.append({"labelled images": count, "acc held-out": found["acc held-out"],
                             "acc train": found["acc train"], "paper": PAPER_TABLE3.get(count, np.nan)})
-    found = evaluate(table4_models["supervised"])
-    table3_rows.append({"labelled images": round(supervised_fraction * len(y_train)),
-                        "acc held-out": found["acc held-out"], "acc train": found["acc train"],
-                        "paper": PAPER_TABLE3.get(round(supervised_fraction * len(y_train)), np.nan)})
+    table4_count = len(data.labelled_subset(y_train, supervised_fraction, seed=training.run_seed(seed, 0)))
+    if table4_count not in counts:
+        found = evaluate(table4_models["supervised"])
+        table3_rows.append({"labelled images": table4_count, "acc held-out": found["acc held-out"],
+                            "acc train": found["acc train"], "paper": PAPER_TABLE3.get(table4_count, np.nan)})
 table3 = pd.DataFrame(table3_rows)
+if len(table3):
+    table3 = table3.sort_values("labelled images", ignore_index=True)
+    table3_rows = table3.to_dict("records")
 for row in table3_rows:
     paper = None if np.isnan(row["paper"]) or paper_data != "mnist" else row["paper"]
     record.add("table3", "supervised", dataset, f"labelled={row['labelled images']}, held-out", "acc",
@@ -790,9 +808,10 @@ reference_table.round(4)
 #
 # The paper's ordering, supervised > parent > unsupervised > none in clustering accuracy, on every
 # dataset we run (this build and each reference run); at the `book` profile on `mnist5k`, held-out
-# clustering accuracy at least 0.95 supervised and at least 0.80 unsupervised (for scale: ClustPy's
-# DEC reaches 0.67 on the same data with 30 + 30 epochs); on the full Fashion-MNIST reference run,
-# every level at least the paper's accuracy minus 3 points.
+# clustering accuracy at least 0.95 supervised and at least 0.80 unsupervised; on the full
+# Fashion-MNIST reference run, every level at least the paper's accuracy minus 3 points (shown as
+# MISSED while no such run is committed). And the paper's reading of Fig. 3: the unsupervised
+# model's features are more invariant than the supervised model's.
 
 # %%
 def ordering_holds(accs: dict) -> tuple[str, bool]:
@@ -814,6 +833,13 @@ for run_name, record_ in runs_to_judge.items():
             if level in accs:
                 verdicts.append((f"{run_name}: {level} >= paper - 0.03", f"{accs[level]:.4f} >= {paper_acc - 0.03:.4f}",
                                  accs[level] >= paper_acc - 0.03))
+if not any(ref["dataset"]["name"] == "fashion-mnist" for ref in references.values()):
+    verdicts.append(("full Fashion-MNIST reference run: every level >= paper - 0.03", "no reference run committed", False))
+if len(fig3):  # the paper's reading of Fig. 3: "the features learned by the unsupervised model are more invariant"
+    conv_layers = mean_over_transforms[mean_over_transforms.layer != "embedding"].groupby("model")["relative mse"].mean()
+    verdicts.append(("Fig. 3: unsupervised features more invariant than supervised (relative MSE, mean over conv layers)",
+                     f"{conv_layers['unsupervised']:.3f} < {conv_layers['supervised']:.3f}",
+                     conv_layers["unsupervised"] < conv_layers["supervised"]))
 if profile == "book" and dataset == "mnist5k":
     for level, target in [("supervised", 0.95), ("unsupervised", 0.80)]:
         if level in LEVELS:
@@ -834,23 +860,53 @@ report.glue("acc_unsupervised_", glued("unsupervised"))
 report.glue("acc_parent_", glued("parent"))
 report.glue("acc_supervised_", glued("supervised"))
 report.glue("classifier_supervised_", glued("supervised", "classifier acc held-out"))
+report.glue("classifier_parent_", glued("parent", "classifier acc held-out"))
+if "parent" in table4_models:
+    parent_clusters = nearest_centre(torch.from_numpy(embed_all(table4_models["parent"]["model"], x_test)),
+                                     torch.from_numpy(table4_models["parent"]["centres"])).numpy()
+    report.glue("parent_purity", metrics.purity(parent_labels(y_test, dataset), parent_clusters))
+else:
+    report.glue("parent_purity", float("nan"))
+other_acc = {} if not len(weights_table) else weights_table[weights_table.weights == other_weighting].set_index("level")["clustering acc"]
+report.glue("parent_other_weights", float(other_acc.get("parent", np.nan)) if len(weights_table) else float("nan"))
+report.glue("supervised_other_weights", float(other_acc.get("supervised", np.nan)) if len(weights_table) else float("nan"))
+report.glue("other_weighting", other_weighting)
+report.glue("invariance_unsupervised", float(conv_layers["unsupervised"]) if len(fig3) else float("nan"))
+report.glue("invariance_supervised", float(conv_layers["supervised"]) if len(fig3) else float("nan"));
 report.glue("parent_no_e2", float(ablation.set_index("level").loc["parent", "without E2"]) if len(ablation) else float("nan"))
 report.glue("supervised_no_e2", float(ablation.set_index("level").loc["supervised", "without E2"]) if len(ablation) else float("nan"))
 
 # %% [markdown]
-# **What we found.** On this build, held-out clustering accuracy is
+# **What we found.** On this build, held-out clustering accuracy in the latent space is
 # {glue:text}`acc_none_:.3f` for the plain autoencoder, {glue:text}`acc_unsupervised_:.3f` with
 # embedded k-means, {glue:text}`acc_parent_:.3f` with parent labels and
-# {glue:text}`acc_supervised_:.3f` with true labels (the classifier on the reconstruction of the
-# supervised model: {glue:text}`classifier_supervised_:.3f`); the targets table says which of the
-# paper's claims hold. Weak labels help the most per bit of information: two classes instead of
-# ten. Without $E_2$ the parent level reaches {glue:text}`parent_no_e2:.3f` and the supervised level
-# {glue:text}`supervised_no_e2:.3f` (the ablation above), which separates what the labels do
-# from what the embedded k-means does. The unsupervised level is where we are furthest from the
-# paper; what we know: our models see {glue:text}`epochs` epochs of {glue:text}`n_train` images at
-# the `book` profile, against the paper's unstated budget on 70,000, and the curves of the losses
-# are still falling when training stops. The Fashion-MNIST reference run on all 60,000 training
-# images is in the table above.
+# {glue:text}`acc_supervised_:.3f` with true labels; the targets table says which of the paper's
+# claims hold. Three things stand out.
+#
+# * *Classifying is not clustering.* The classifier on the reconstruction is right on
+#   {glue:text}`classifier_supervised_:.3f` of the held-out images (supervised) and on
+#   {glue:text}`classifier_parent_:.3f` of their parent classes (parent); set these beside the
+#   clustering accuracies of the same models: the paper's insistence on reporting clustering
+#   matters.
+# * *What parent labels do to the ten-way clustering.* The parent model's ten clusters are
+#   {glue:text}`parent_purity:.3f` pure in the two parent classes but {glue:text}`acc_parent_:.3f`
+#   accurate in the ten classes: where the first is high and the second low, its latent space
+#   separates the two halves and little within them (Fig. 2). With the weights of Eq. (1)-(2) as printed
+#   ({glue:text}`other_weighting`) it reaches {glue:text}`parent_other_weights:.3f`, and the
+#   supervised level {glue:text}`supervised_other_weights:.3f`, against the plain autoencoder's
+#   {glue:text}`acc_none_:.3f`. The paper does not state its training length or weights, so we
+#   cannot tell which of the two its parent result (97.8% on MNIST) came from.
+# * *Invariance.* Relative to each layer's scale, the convolutional features change by
+#   {glue:text}`invariance_unsupervised:.3f` under rotations and flips for the unsupervised model
+#   and by {glue:text}`invariance_supervised:.3f` for the supervised one (Fig. 3 of the paper:
+#   the unsupervised features are the more invariant; the targets table gives the verdict).
+#
+# Without $E_2$ the parent level reaches {glue:text}`parent_no_e2:.3f` and the supervised level
+# {glue:text}`supervised_no_e2:.3f` (the $E_2$ ablation). Where we stay below the paper, what we
+# know: our models see {glue:text}`epochs` epochs of {glue:text}`n_train` images at the `book`
+# profile, against the paper's unstated budget on 70,000 images (the loss curves above show
+# whether they still fall when training stops). The Fashion-MNIST reference run on 60,000
+# training images, where committed, is in the reference table.
 
 # %% [markdown]
 # ## Differences from the paper
@@ -870,11 +926,17 @@ report.glue("supervised_no_e2", float(ablation.set_index("level").loc["supervise
 #     because with the sums the labels barely reach the latent space (the ablation above shows
 #     both); `loss_weights="equation"` runs the printed form.
 #   * *Parent groups for non-digit data:* Fashion-MNIST's upper-body garments (T-shirt/top, Pullover,
-#     Dress, Coat, Shirt) against the rest.
-#   * *Padding and Table 1's rows:* the first two convolutions padded ('same'), the third unpadded;
-#     the "fully connected 1152" row read as the flattened convolution output; the decoder mirrors
-#     the encoder's channels with Table 1's deconvolution kernels and ends in a linear
-#     reconstruction. Linear embedding.
+#     Dress, Coat, Shirt) against the rest. The paper does not say its grouping, so its 63.59% on
+#     Fashion-MNIST may come from another one: our parent number is not directly comparable.
+#   * *Padding and Table 1's rows:* the first two convolutions padded ('same'), the third unpadded.
+#     The text says the convolutions are "followed by two fully-connected layers, of which the
+#     second layer has 10 neurons"; we read Table 1's "fully connected 1152" row as the flattened
+#     convolution output (DCEC's layout), so our encoder has one dense layer (1152 → 10), not a
+#     1152 → 1152 layer before it. Table 1 lists the deconvolutions with 128, 64 and 32 filters;
+#     ours mirror the encoder's channels (128 → 64 → 32 → image), so the last one is the
+#     reconstruction layer itself. Linear embedding and linear reconstruction.
+#   * *Optimiser settings:* Adam with Keras' default learning rate $10^{-3}$ (the paper names Adam
+#     and batches of 100 only).
 #   * *What "semi-supervised" labels:* the parent level labels a share `supervised_fraction` of the
 #     images (Table 4 here: all of them, as we read the paper's Table 4; Fig. 3: 20, 30, 50%).
 # * **Data.** MNIST's 70,000 images are not available offline; `mnist5k` (5,000 MNIST digits) is
@@ -888,13 +950,18 @@ report.glue("supervised_no_e2", float(ablation.set_index("level").loc["supervise
 #   each layer's scale; the parent-labelled models of Fig. 3 are extra models, the supervised and
 #   unsupervised ones are Table 4's.
 # * **NMI** is scikit-learn's default (arithmetic mean); the paper reports accuracy only.
+# * **Fig. 2** uses scikit-learn's t-SNE (PCA initialisation, perplexity 30) on a sample of the
+#   held-out images; the paper does not give its settings.
 #
 # ## What we could not reproduce, and why
 #
 # USPS and SVHN need torchvision's downloads: the chapter accepts `dataset=usps` and `dataset=svhn`
 # (Table 1's 16×16 and 32×32×3 columns) at the `paper` profile where torchvision can fetch them
 # (Colab), but they were not run offline. MNIST's full 70,000 images likewise (`dataset=mnist`).
-# Table 3's 6,000 and 8,000 rows need more images than `mnist5k` holds.
+# Table 3's 6,000 and 8,000 rows need more images than `mnist5k` holds. torchvision's USPS has
+# 9,298 images, not the 11,000 of the paper's Table 2 (which lists the datasets; the book's
+# {doc}`../book/datasets` page is our version of it). Fig. 1 is the paper's drawing of the
+# architecture; the shape table under "The network of Table 1" stands for it here.
 #
 # All references are on the book's {doc}`../book/references` page.
 

@@ -160,6 +160,9 @@ def run_command(args: argparse.Namespace) -> int:
     except Exception as error:  # papermill's execution error carries the cell's traceback
         if type(error).__name__ != "PapermillExecutionError":
             raise
+        if error.ename == "ParameterError":  # a chapter's own check in its first cells: one line, exit 2
+            print(f"error: {error.evalue}", file=sys.stderr)
+            return EXIT_BAD_PARAMETER
         print(f"error: {args.notebook} failed: {error.ename}: {error.evalue}\n"
               f"the executed notebook with the full traceback is in {out}", file=sys.stderr)
         return 1

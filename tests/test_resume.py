@@ -9,7 +9,8 @@ from reprolib.runner import execute
 from reprolib.training import INTERRUPT_ENV
 
 #: Chapters whose training goes through run_epochs checkpoints, each interrupted after 2 epochs.
-RESUMABLE = [ROOT / "notebooks" / "01_clusternet.py", ROOT / "notebooks" / "03_hsu_kira.py"]
+RESUMABLE = [ROOT / "notebooks" / "01_clusternet.py", ROOT / "notebooks" / "02_dcae.py",
+             ROOT / "notebooks" / "03_hsu_kira.py"]
 
 
 def _metrics(record):

@@ -58,3 +58,12 @@ def test_output_dir_is_relative_inside_the_repository_so_the_book_shows_no_local
     chapter = root / "notebooks" / "00_evaluation.py"
     assert output_dir_for(chapter, root / "_build" / "runs" / "x") == str(Path("..") / "_build" / "runs" / "x")
     assert output_dir_for(chapter, Path("/tmp/elsewhere")) == "/tmp/elsewhere"
+
+
+def test_a_chapters_own_parameter_check_exits_2_with_the_message(root, tmp_path):
+    # Chapter 2 refuses image sizes Table 1 has no network for, in its first cells (STL-10: 96 x 96)
+    done = run_cli(root, "notebooks/02_dcae.py", "--profile", "smoke", "-p", "dataset=stl10", "--out", str(tmp_path))
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: parameter 'dataset': stl10 has 96-pixel images; Table 1's DCAE takes sides 28, 16, 32, 8"]
+    assert not (tmp_path / "results.json").exists()
