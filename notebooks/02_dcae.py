@@ -871,6 +871,9 @@ other_acc = {} if not len(weights_table) else weights_table[weights_table.weight
 report.glue("parent_other_weights", float(other_acc.get("parent", np.nan)) if len(weights_table) else float("nan"))
 report.glue("supervised_other_weights", float(other_acc.get("supervised", np.nan)) if len(weights_table) else float("nan"))
 report.glue("other_weighting", other_weighting)
+fashion_reference = next((table4_numbers(r) for r in references.values() if r["dataset"]["name"] == "fashion-mnist"), {})
+for level in params.SUPERVISION_LEVELS:
+    report.glue(f"fashion_{level}", float(fashion_reference.get(level, np.nan)))
 report.glue("invariance_unsupervised", float(conv_layers["unsupervised"]) if len(fig3) else float("nan"))
 report.glue("invariance_supervised", float(conv_layers["supervised"]) if len(fig3) else float("nan"));
 report.glue("parent_no_e2", float(ablation.set_index("level").loc["parent", "without E2"]) if len(ablation) else float("nan"))
@@ -905,8 +908,15 @@ report.glue("supervised_no_e2", float(ablation.set_index("level").loc["supervise
 # {glue:text}`supervised_no_e2:.3f` (the $E_2$ ablation). Where we stay below the paper, what we
 # know: our models see {glue:text}`epochs` epochs of {glue:text}`n_train` images at the `book`
 # profile, against the paper's unstated budget on 70,000 images (the loss curves above show
-# whether they still fall when training stops). The Fashion-MNIST reference run on 60,000
-# training images, where committed, is in the reference table.
+# whether they still fall when training stops).
+#
+# On the full Fashion-MNIST (the reference run, Table 4 only, 60,000 training images, fewer epochs
+# than the `paper` profile: see its row in the reference table), held-out clustering accuracy is
+# {glue:text}`fashion_supervised:.3f` supervised (the paper: 88.7%),
+# {glue:text}`fashion_parent:.3f` with parent labels (63.6%, with a grouping the paper does not
+# state), {glue:text}`fashion_unsupervised:.3f` unsupervised (60.4%) and
+# {glue:text}`fashion_none:.3f` for the plain autoencoder; the targets table compares each with
+# the paper's number minus 3 points.
 
 # %% [markdown]
 # ## Differences from the paper
