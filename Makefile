@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_constrained_kmeans.py
 	$(BIN)/python benchmarks/bench_pairwise_kl.py
 	$(BIN)/python benchmarks/bench_high_precision_clusters.py
+	$(BIN)/python benchmarks/bench_reliable_pseudo_labels.py
 
 ## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)

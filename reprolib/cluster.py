@@ -529,3 +529,144 @@ def _members(chosen, group_of, n_groups) -> list:
     order = np.argsort(cluster_of, kind="stable")
     bounds = np.searchsorted(cluster_of[order], np.arange(-1, len(chosen) + 1))
     return [order[bounds[k + 1]:bounds[k + 2]].astype(np.intp) for k in range(len(chosen))]
+
+
+# --- SPICE (Niu et al., IEEE TIP 2022), Sec. III-C, Eq. (6)-(7): reliable pseudo-labelling -------
+#
+# Introduced in the SPICE chapter (C. Niu, H. Shan and G. Wang, *SPICE: Semantic Pseudo-labeling
+# for Image Clustering*). The official code builds the full n x n similarity matrix (19.6 GB in
+# float32 at n = 70,000); here the neighbours are found block by block.
+
+# rows of the similarity matrix held at once: at most this many float32 entries (256 MiB)
+_RELIABLE_BLOCK_ELEMENTS = 2 ** 26
+
+
+def reliable_pseudo_labels(embeddings, labels, n_neighbors=100, threshold=0.99,
+                           block_size=None) -> np.ndarray:
+    """SPICE Sec. III-C, Eq. (6)-(7): which predicted labels are reliable.
+
+    `embeddings` is a real array (n_samples, n_features), `labels` the n_samples predicted
+    cluster labels (integers). With :math:`\\mathcal{N}_i` the ``n_neighbors`` = :math:`N_s`
+    nearest neighbours of sample i by cosine similarity of the embeddings, Eq. (6) is the
+    semantically consistent ratio
+
+    .. math:: r_i = \\frac{1}{N_s} \\sum_{j \\in \\mathcal{N}_i} [\\,l_j = l_i\\,]
+
+    and Eq. (7) keeps sample i when :math:`r_i > \\lambda_r` (``threshold``), strictly greater as
+    in the paper and the official code; so with the defaults (N_s = 100, lambda_r = 0.99, the
+    paper's CIFAR-10 setting) all 100 neighbours must share i's label. Returns a numpy bool
+    array of length n_samples. The official code's further conditions (maximum probability
+    above 0.99, truncating every cluster to the size of the smallest) are not part of Eq. (7)
+    and are left to the caller.
+
+    Choices the paper leaves open:
+
+    * the sample itself is never its own neighbour: its own *index* is excluded, so an exact
+      duplicate of i (similarity 1) still counts as a neighbour;
+    * ties among equal similarities at the N_s-th place are broken by the lowest sample index
+      (as a stable sort would). Similarities are computed in float32 from the L2-normalised
+      embeddings, so "equal" means equal as computed;
+    * a zero (or non-finite) embedding row has no direction: ValueError.
+
+    Never builds the n x n matrix: the rows of the similarity matrix are computed ``block_size``
+    at a time (default: at most 2^26 entries, 256 MiB, per block) with a matrix product, and
+    their top N_s + 1 entries taken with :func:`torch.topk` (the (N_s + 1)-th value tells
+    whether the N_s-th place is tied; only such rows are re-examined exactly).
+
+    Raises ValueError if `embeddings` is not a 2-D real array or has zero/non-finite rows, if
+    `labels` is not a 1-D integer array of the same length, if `n_neighbors` is not an integer
+    with 1 <= n_neighbors < n_samples, if `threshold` is not in [0, 1], or if `block_size` is
+    not a positive integer.
+    """
+    import torch
+
+    unit, labels, k, threshold = _check_reliable_args(embeddings, labels, n_neighbors, threshold)
+    n = unit.shape[0]
+    if block_size is None:
+        block_size = max(1, min(n, _RELIABLE_BLOCK_ELEMENTS // n))
+    elif not _is_int(block_size) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    block_size = int(min(block_size, n))
+    x = torch.from_numpy(unit)
+    codes = torch.from_numpy(np.unique(labels, return_inverse=True)[1].reshape(-1))
+    counts = np.empty(n, dtype=np.int64)
+    buffer = torch.empty((block_size, n), dtype=torch.float32)
+    for start in range(0, n, block_size):
+        stop = min(start + block_size, n)
+        sim = _block_similarities(x, start, stop, buffer)
+        rows = torch.arange(stop - start)
+        sim[rows, rows + start] = -math.inf  # exclude the sample itself, by index
+        # top N_s + 1 (<= n_samples, self is last at -inf): the extra one shows ties at place N_s
+        values, index = torch.topk(sim, k + 1, dim=1, sorted=True)
+        own = codes[start:stop, None]
+        counts[start:stop] = (codes[index[:, :k]] == own).sum(dim=1).numpy()
+        for r in torch.nonzero(values[:, k] == values[:, k - 1]).reshape(-1).tolist():
+            row = sim[r].numpy()
+            counts[start + r] = np.count_nonzero(
+                codes.numpy()[_lowest_index_neighbours(row, k)] == int(own[r]))
+    return counts / k > threshold  # Eq. (7), with r_i of Eq. (6)
+
+
+def reliable_pseudo_labels_direct(embeddings, labels, n_neighbors=100,
+                                  threshold=0.99) -> np.ndarray:
+    """SPICE Eq. (6)-(7) by brute force on the full n x n similarity matrix: for tests and the
+    benchmark's baseline only (O(n^2) memory, as the official code; use
+    :func:`reliable_pseudo_labels`). Same definitions and choices: self excluded by index, ties
+    to the lowest index (stable sort), strict ``r_i > threshold``."""
+    unit, labels, k, threshold = _check_reliable_args(embeddings, labels, n_neighbors, threshold)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    ratio = (labels[neighbours] == labels[:, None]).sum(axis=1) / k  # Eq. (6)
+    return ratio > threshold  # Eq. (7)
+
+
+def _block_similarities(x, start, stop, buffer):
+    """Cosine similarities of rows start:stop of the unit vectors `x` with all rows, written into
+    the first stop - start rows of `buffer` (never more than block_size x n entries)."""
+    import torch
+
+    out = buffer[:stop - start]
+    torch.mm(x[start:stop], x.T, out=out)
+    return out
+
+
+def _lowest_index_neighbours(row, k) -> np.ndarray:
+    """The k largest entries of `row`, ties at the k-th value going to the lowest indices."""
+    kth = np.partition(row, row.size - k)[row.size - k]
+    above = np.flatnonzero(row > kth)
+    return np.concatenate([above, np.flatnonzero(row == kth)[:k - above.size]])
+
+
+def _check_reliable_args(embeddings, labels, n_neighbors, threshold):
+    """Validate Eq. (6)-(7)'s inputs; returns the L2-normalised embeddings (float32, C order),
+    labels as an int64 array, n_neighbors and threshold."""
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or embeddings.dtype.kind not in "iuf":
+        raise ValueError("embeddings must be a 2-D real array (n_samples, n_features), got dtype "
+                         f"{embeddings.dtype} and shape {embeddings.shape}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 1-D integer array, got dtype {labels.dtype} and "
+                         f"shape {labels.shape}")
+    n = embeddings.shape[0]
+    if labels.shape[0] != n:
+        raise ValueError(f"embeddings and labels must have the same length, got {n} embeddings "
+                         f"and {labels.shape[0]} labels")
+    if not _is_int(n_neighbors) or n_neighbors < 1:
+        raise ValueError(f"n_neighbors must be an integer >= 1, got {n_neighbors!r}")
+    if n_neighbors >= n:
+        raise ValueError(f"n_neighbors must be below the number of samples (the sample itself is "
+                         f"excluded), got n_neighbors = {n_neighbors} with {n} samples")
+    if isinstance(threshold, (bool, np.bool_)) \
+            or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    x = embeddings.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if bad.size:
+        raise ValueError(f"embedding rows must be finite and non-zero (cosine similarity is "
+                         f"undefined otherwise); {bad.size} are not, first at index {bad[0]}")
+    unit = np.ascontiguousarray(x / norms[:, None], dtype=np.float32)
+    return unit, labels.astype(np.int64), int(n_neighbors), float(threshold)
