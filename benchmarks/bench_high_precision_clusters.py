@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from reprolib.benchmarks import median_time, noisy_ensemble_predictions  # noqa: E402
 from reprolib.cluster import (  # noqa: E402
     high_precision_clusters, high_precision_clusters_direct,
 )
@@ -39,30 +40,6 @@ N_MODELS = 10
 K = 10
 PAPER_SECONDS = 210.0  # Appendix C.2, n = 70,000
 SEED = 0
-
-
-def noisy_predictions(n: int, n_models: int, k: int, flip: float, seed: int = SEED) -> np.ndarray:
-    """(n_models, n) int64: a shared true labelling, `flip` of each model's labels redrawn
-    uniformly, label ids permuted per model."""
-    rng = np.random.default_rng(seed)
-    truth = rng.integers(0, k, size=n)
-    predictions = np.empty((n_models, n), dtype=np.int64)
-    for m in range(n_models):
-        labels = truth.copy()
-        redraw = rng.random(n) < flip
-        labels[redraw] = rng.integers(0, k, size=int(redraw.sum()))
-        predictions[m] = rng.permutation(k)[labels]
-    return predictions
-
-
-def median_time(function, repeats: int) -> tuple[float, object]:
-    """Median wall time of `repeats` calls, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
 
 
 def quadratic_extrapolation(seconds: float, n_measured: int, n_target: int) -> float:
@@ -124,7 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--flip", type=float, default=0.1,
                         help="fraction of each model's labels redrawn at random")
     args = parser.parse_args(argv)
-    predictions = noisy_predictions(args.n, N_MODELS, K, args.flip)
+    predictions = noisy_ensemble_predictions(args.n, N_MODELS, K, args.flip)
     distinct = np.unique(predictions, axis=1).shape[1]
     print("Kingdra Alg. 1 (Sec. 4.2.1): high_precision_clusters vs the direct n x n version")
     print(f"synthetic ensemble: {N_MODELS} models, K = {K}, noisy copies of one labelling "

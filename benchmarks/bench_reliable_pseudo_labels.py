@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ import torch  # noqa: F401  (imported up front so that no timing includes torch'
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from reprolib.benchmarks import reset_peak_rss_mb, status_mb  # noqa: E402
 from reprolib.cluster import (  # noqa: E402
     reliable_pseudo_labels, reliable_pseudo_labels_direct,
 )
@@ -61,44 +61,15 @@ def synthetic(n: int, dim: int, flip: float, seed: int = SEED):
     return embeddings, labels
 
 
-def _status_bytes(field: str) -> int:
-    """A memory field (VmRSS, VmHWM) of /proc/self/status, in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak() -> int:
-    """Resets the peak RSS (Linux: "5" > /proc/self/clear_refs) and returns the current RSS; falls
-    back to the peak so far (getrusage) where the reset is not possible (a conservative baseline
-    is then not available: the extra memory may be underestimated, and the output says so)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return _status_bytes("VmRSS")
-    except OSError:
-        return -resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size since the last reset (VmHWM), else ru_maxrss (KiB on Linux)."""
-    try:
-        return _status_bytes("VmHWM")
-    except (OSError, RuntimeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def child(n: int, dim: int, flip: float) -> None:
     """Run in a fresh subprocess: one timed call, prints a JSON line."""
     embeddings, labels = synthetic(n, dim, flip)
-    before = reset_peak()
-    exact = before >= 0
-    before = abs(before)
+    before_mb = reset_peak_rss_mb()
     start = time.perf_counter()
     mask = reliable_pseudo_labels(embeddings, labels, N_NEIGHBORS, THRESHOLD)
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "extra_bytes": peak_rss_bytes() - before,
-                      "before_bytes": before, "peak_reset": exact, "reliable": int(mask.sum())}))
+    extra_bytes = (status_mb("VmHWM") - before_mb) * 2**20
+    print(json.dumps({"seconds": seconds, "extra_bytes": extra_bytes, "reliable": int(mask.sum())}))
 
 
 def measure_full(n: int, dim: int, flip: float) -> dict:
@@ -148,8 +119,8 @@ def main(argv=None) -> int:
     print(f"n = {args.n:,} (fresh subprocess; {full['reliable']:,} reliable):")
     print(f"  {'wall time':<44}{full['seconds']:9.2f} s    target <= {TARGET_SECONDS:g} s: "
           f"{'MET' if time_met else 'MISSED'}")
-    how = "call's peak - RSS before" if full["peak_reset"] else "peak - earlier peak: may be low"
-    print(f"  {'extra RSS (' + how + ')':<44}{full['extra_bytes'] / 1e9:9.3f} GB   target <= "
+    extra_label = "extra RSS (call's peak - RSS before)"
+    print(f"  {extra_label:<44}{full['extra_bytes'] / 1e9:9.3f} GB   target <= "
           f"{TARGET_BYTES / 1e9:g} GB: {'MET' if memory_met else 'MISSED'}")
     print(f"  {'official code: n x n float32 matrix alone':<44}{matrix_bytes / 1e9:9.1f} GB   "
           f"({matrix_bytes / max(full['extra_bytes'], 1):.0f} x our extra peak)")

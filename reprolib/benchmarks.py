@@ -39,13 +39,29 @@ def make_data(n: int, d: int, k: int, labelled_fraction: float = 0.02, seed: int
     return X.astype(np.float32), seeds
 
 
-def _median_time(fit, repeats: int) -> tuple[float, object]:
+def median_time(fit, repeats: int) -> tuple[float, object]:
+    """Median wall time of `repeats` calls of `fit()`, and the last call's result."""
     times, model = [], None
     for _ in range(repeats):
         start = time.perf_counter()
         model = fit()
         times.append(time.perf_counter() - start)
     return float(np.median(times)), model
+
+
+def noisy_ensemble_predictions(n: int, n_models: int, k: int, flip: float, seed: int = SEED) -> np.ndarray:
+    """Synthetic ensemble for Kingdra's Alg. 1 (benchmark and tests only): (n_models, n) int64,
+    each model a shared true labelling with `flip` of its labels redrawn uniformly and its label
+    ids permuted (models do not share ids)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, k, size=n)
+    predictions = np.empty((n_models, n), dtype=np.int64)
+    for m in range(n_models):
+        labels = truth.copy()
+        redraw = rng.random(n) < flip
+        labels[redraw] = rng.integers(0, k, size=int(redraw.sum()))
+        predictions[m] = rng.permutation(k)[labels]
+    return predictions
 
 
 def constrained_kmeans_vs_sklearn(n: int = 70000, d: int = 32, k: int = 10, repeats: int = 5, max_iter: int = 30) -> dict:
@@ -55,8 +71,8 @@ def constrained_kmeans_vs_sklearn(n: int = 70000, d: int = 32, k: int = 10, repe
     ours = ConstrainedKMeans(n_clusters=k, max_iter=max_iter, tol=0)
     theirs = KMeans(n_clusters=k, init=init, n_init=1, algorithm="lloyd", max_iter=max_iter,
                     tol=0)
-    ours_s, ours_fit = _median_time(lambda: ours.fit(X, seeds, init_centers=init), repeats)
-    theirs_s, theirs_fit = _median_time(lambda: theirs.fit(X), repeats)
+    ours_s, ours_fit = median_time(lambda: ours.fit(X, seeds, init_centers=init), repeats)
+    theirs_s, theirs_fit = median_time(lambda: theirs.fit(X), repeats)
     ours_per_iter = ours_s / ours_fit.n_iter_
     theirs_per_iter = theirs_s / theirs_fit.n_iter_
     return {
@@ -255,7 +271,7 @@ def pairwise_kl_speed(n: int = 1000, k: int = 10, repeats: int = 5, seed: int = 
     }
 
 
-def _status_mb(field: str) -> float:
+def status_mb(field: str) -> float:
     """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -263,10 +279,10 @@ def _status_mb(field: str) -> float:
     raise KeyError(field)
 
 
-def _reset_peak_rss_mb() -> float:
+def reset_peak_rss_mb() -> float:
     """Resets this process's peak RSS to the current RSS (Linux clear_refs 5); returns it, MiB."""
     Path("/proc/self/clear_refs").write_text("5")
-    return _status_mb("VmRSS")
+    return status_mb("VmRSS")
 
 
 def _loss_extra_peak_mb(method: str, n: int, k: int, seed: int = 0) -> float:
@@ -279,9 +295,9 @@ def _loss_extra_peak_mb(method: str, n: int, k: int, seed: int = 0) -> float:
     _loss_backward(loss_fn, *_pairwise_inputs(8, k, seed)[:2])
     probs, constraints, _ = _pairwise_inputs(n, k, seed)
     gc.collect()
-    baseline = _reset_peak_rss_mb()
+    baseline = reset_peak_rss_mb()
     _loss_backward(loss_fn, probs, constraints)
-    return _status_mb("VmHWM") - baseline
+    return status_mb("VmHWM") - baseline
 
 
 def _extra_peak_mb_in_fresh_process(method: str, n: int, k: int, seed: int) -> float:

@@ -7,21 +7,8 @@ import numpy as np
 import pytest
 
 from reprolib import cluster
+from reprolib.benchmarks import noisy_ensemble_predictions
 from reprolib.cluster import high_precision_clusters, high_precision_clusters_direct
-
-
-def noisy_predictions(n, n_models, k, flip, seed):
-    """Each model: a shared true labelling with `flip` of the labels redrawn at random, label ids
-    permuted per model (models do not share ids)."""
-    rng = np.random.default_rng(seed)
-    truth = rng.integers(0, k, size=n)
-    predictions = np.empty((n_models, n), dtype=np.int64)
-    for m in range(n_models):
-        labels = truth.copy()
-        redraw = rng.random(n) < flip
-        labels[redraw] = rng.integers(0, k, size=redraw.sum())
-        predictions[m] = rng.permutation(k)[labels]
-    return predictions
 
 
 def assert_same_clusters(got, expected):
@@ -104,7 +91,7 @@ def test_equals_direct_on_random_small_inputs(monkeypatch, factor):
 
 @pytest.mark.parametrize("t_pos", [10, 9, 8])
 def test_equals_direct_on_realistic_ensemble(t_pos):
-    predictions = noisy_predictions(1500, 10, 10, flip=0.1, seed=t_pos)
+    predictions = noisy_ensemble_predictions(1500, 10, 10, flip=0.1, seed=t_pos)
     got = high_precision_clusters(predictions, 10, t_pos=t_pos)
     assert_same_clusters(got, high_precision_clusters_direct(predictions, 10, t_pos=t_pos))
     assert all(s.size > 0 for s in got)
@@ -127,7 +114,7 @@ def test_single_model():
 
 
 def test_label_ids_only_matter_within_a_model():
-    predictions = noisy_predictions(300, 5, 4, flip=0.2, seed=7)
+    predictions = noisy_ensemble_predictions(300, 5, 4, flip=0.2, seed=7)
     # relabel each model by an arbitrary injective map, including extreme and negative values
     relabelled = np.stack([np.array([-128, 127, 0, -1], dtype=np.int8)[row] for row in predictions])
     wide = np.stack([np.array([0, 2 ** 40, -(2 ** 50), 17])[row] for row in predictions])
@@ -195,7 +182,7 @@ def test_bad_n_clusters_raises():
 @pytest.mark.parametrize("t_pos", [10, 9])
 def test_no_n_by_n_allocation_at_mnist_size(t_pos):
     n = 70_000
-    predictions = noisy_predictions(n, 10, 10, flip=0.1, seed=0)
+    predictions = noisy_ensemble_predictions(n, 10, 10, flip=0.1, seed=0)
     tracemalloc.start()
     try:
         got = high_precision_clusters(predictions, 10, t_pos=t_pos)
