@@ -23,7 +23,6 @@ Exits 0 unless ``--check`` is given and a target is missed or the two implementa
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,45 +30,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reprolib.benchmarks import median_time, noisy_ensemble_predictions  # noqa: E402
-from reprolib.cluster import (  # noqa: E402
-    high_precision_clusters, high_precision_clusters_direct,
+from reprolib.benchmarks import (  # noqa: E402
+    high_precision_clusters_speed, noisy_ensemble_predictions,
 )
 
 N_MODELS = 10
 K = 10
 PAPER_SECONDS = 210.0  # Appendix C.2, n = 70,000
 SEED = 0
-
-
-def quadratic_extrapolation(seconds: float, n_measured: int, n_target: int) -> float:
-    """O(n^2): time at `n_target` from a time at `n_measured`."""
-    return seconds * (n_target / n_measured) ** 2
-
-
-def same_clusters(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
-
-
-def measure(predictions: np.ndarray, t_pos: int, small: list[int], repeats: int) -> dict:
-    """Fast version at the full n; direct version on the first `small` samples, extrapolated."""
-    n = predictions.shape[1]
-    fast_s, clusters = median_time(lambda: high_precision_clusters(predictions, K, t_pos=t_pos),
-                                   repeats)
-    direct, agree = [], True
-    for n_small in small:
-        part = predictions[:, :n_small]
-        seconds, reference = median_time(
-            lambda: high_precision_clusters_direct(part, K, t_pos=t_pos), repeats)
-        agree &= same_clusters(high_precision_clusters(part, K, t_pos=t_pos), reference)
-        direct.append((n_small, seconds))
-    n_last, s_last = direct[-1]
-    extrapolated = quadratic_extrapolation(s_last, n_last, n)
-    exponent = (math.log(direct[-1][1] / direct[0][1]) / math.log(direct[-1][0] / direct[0][0])
-                if len(direct) > 1 else float("nan"))
-    return {"n": n, "t_pos": t_pos, "fast_s": fast_s, "direct": direct, "agree": agree,
-            "direct_extrapolated_s": extrapolated, "ratio": extrapolated / fast_s,
-            "exponent": exponent, "sizes": [s.size for s in clusters]}
 
 
 def print_result(result: dict, target_s: float) -> bool:
@@ -110,7 +78,8 @@ def main(argv=None) -> int:
     ok = True
     for t_pos, target_s in ((N_MODELS, 1.0), (N_MODELS - 1, 10.0)):
         start = time.perf_counter()
-        ok &= print_result(measure(predictions, t_pos, sorted(args.small), args.repeats), target_s)
+        ok &= print_result(high_precision_clusters_speed(predictions, K, t_pos, sorted(args.small), args.repeats),
+                           target_s)
         print(f"  (measurement: {time.perf_counter() - start:.0f} s wall)")
     return 1 if (args.check and not ok) else 0
 

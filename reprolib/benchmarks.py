@@ -14,13 +14,14 @@ iteration. Used by ``benchmarks/bench_constrained_kmeans.py`` and Chapter 1.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from .cluster import ConstrainedKMeans
+from .cluster import ConstrainedKMeans, high_precision_clusters, high_precision_clusters_direct
 
 TARGET_RATIO = 3.0
 SEED = 0
@@ -62,6 +63,40 @@ def noisy_ensemble_predictions(n: int, n_models: int, k: int, flip: float, seed:
         labels[redraw] = rng.integers(0, k, size=int(redraw.sum()))
         predictions[m] = rng.permutation(k)[labels]
     return predictions
+
+
+def quadratic_extrapolation(seconds: float, n_measured: int, n_target: int) -> float:
+    """O(n^2): time at `n_target` from a time at `n_measured`."""
+    return seconds * (n_target / n_measured) ** 2
+
+
+def same_clusters(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def high_precision_clusters_speed(predictions: np.ndarray, n_clusters: int, t_pos: int, small: list[int],
+                                  repeats: int) -> dict:
+    """Kingdra Alg. 1 (Gupta et al., ICLR 2020, Sec. 4.2.1; Appendix C.2 times it):
+    ``high_precision_clusters`` at the full n against ``high_precision_clusters_direct`` on the
+    first `small` samples, extrapolated as O(n^2), and whether both give the same clusters there.
+    Used by ``benchmarks/bench_high_precision_clusters.py`` and the Kingdra chapter."""
+    n = predictions.shape[1]
+    fast_s, clusters = median_time(lambda: high_precision_clusters(predictions, n_clusters, t_pos=t_pos),
+                                   repeats)
+    direct, agree = [], True
+    for n_small in small:
+        part = predictions[:, :n_small]
+        seconds, reference = median_time(
+            lambda: high_precision_clusters_direct(part, n_clusters, t_pos=t_pos), repeats)
+        agree &= same_clusters(high_precision_clusters(part, n_clusters, t_pos=t_pos), reference)
+        direct.append((n_small, seconds))
+    n_last, s_last = direct[-1]
+    extrapolated = quadratic_extrapolation(s_last, n_last, n)
+    exponent = (math.log(direct[-1][1] / direct[0][1]) / math.log(direct[-1][0] / direct[0][0])
+                if len(direct) > 1 else float("nan"))
+    return {"n": n, "t_pos": t_pos, "fast_s": fast_s, "direct": direct, "agree": agree,
+            "direct_extrapolated_s": extrapolated, "ratio": extrapolated / fast_s,
+            "exponent": exponent, "sizes": [s.size for s in clusters]}
 
 
 def constrained_kmeans_vs_sklearn(n: int = 70000, d: int = 32, k: int = 10, repeats: int = 5, max_iter: int = 30) -> dict:
