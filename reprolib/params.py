@@ -98,7 +98,12 @@ def _check_positive(value: Any) -> str | None:
 SUPERVISION_LEVELS = ("none", "unsupervised", "parent", "supervised")
 CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # Chapter 2's weights of Eq. (5): Keras' mean squared errors, or Eq. (1)-(2) as printed
-           "loss_weights": ("keras", "equation")}
+           "loss_weights": ("keras", "equation"),
+           # Chapter 4 (Kingdra): the IM weights of Eq. (11) as printed (alpha = beta = 1) or as in the
+           # released code (0.1 x (H(Y|X) - 4 H(Y))); the pseudo-labels of Eq. (3) (mode) or the
+           # released code's Hungarian matching
+           "im_weights": ("paper", "released"),
+           "pseudo_labels": ("mode", "hungarian")}
 
 
 def _check_choice(name: str, value: Any) -> str | None:
