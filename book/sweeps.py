@@ -169,6 +169,7 @@ PAPER_GRIDS = {
     "01_clusternet": "--grid dataset=mnist,mnist5k --grid seed=0,1,2,3,4 -p n_runs=1",
     "02_dcae": "--grid dataset=mnist,fashion-mnist,usps,svhn --grid seed=0,1,2",
     "03_hsu_kira": "--grid seed=0,1,2,3,4 -p n_restarts=1",
+    "04_kingdra": "--grid seed=0,1,2,3,4",
 }
 
 # %% tags=["hide-input"]
