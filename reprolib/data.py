@@ -123,6 +123,15 @@ def data_root() -> Path:
     return Path(os.environ.get("REPROLIB_DATA", Path.home() / ".cache" / "reprolib" / "data"))
 
 
+def display_path(path: Path) -> str:
+    """`path` as a reader should see it: the home folder written ``~``, so pages built on one
+    machine show no one's local folders."""
+    try:
+        return str(Path("~") / Path(path).relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -312,7 +321,7 @@ DATASETS: dict[str, DatasetInfo] = {
     ]
 }
 for _name, _info in DATASETS.items():
-    object.__setattr__(_info, "how_to_get", _info.how_to_get.format(root=data_root() / _name))
+    object.__setattr__(_info, "how_to_get", _info.how_to_get.format(root=display_path(data_root() / _name)))
 
 
 def load(name: str, split: str = "all") -> ImageDataset:

@@ -17,7 +17,8 @@ Schema (version 1) of ``results.json``::
       "wall_clock_seconds": 123.4,
       "device": "cpu (2 threads)",
       "versions": {"python": "3.11.7", "torch": "...", ...},
-      "git_commit": "abc123...",           # null outside a git checkout
+      "git_commit": "abc123...",           # null outside a git checkout; "+dirty.<diff hash>"
+                                           # appended when tracked files had uncommitted changes
       "created_at": "2026-11-23T10:00:00+00:00"
     }
 
@@ -56,14 +57,28 @@ def library_versions() -> dict[str, str]:
 
 
 def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the checkout holding `path` (this package by default), or None."""
+    """The commit of the checkout holding `path` (this package by default), or None.
+
+    A tree with uncommitted changes to tracked files gives ``<commit>+dirty.<hash>``, the hash
+    being the first 12 hex digits of the SHA-256 of ``git diff HEAD``: a record never claims a
+    commit whose code it did not run."""
+    import hashlib
     path = path or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=30,
+                              check=True).stdout
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
+        commit = git("rev-parse", "HEAD").strip()
+        if not commit:
+            return None
+        diff = git("diff", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return None
+    if diff:
+        commit += "+dirty." + hashlib.sha256(diff.encode()).hexdigest()[:12]
+    return commit
 
 
 def _plain(value: Any) -> Any:

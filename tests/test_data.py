@@ -1,4 +1,7 @@
 """reprolib.data: the offline datasets, checksums, clear errors, and split helpers."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +84,10 @@ def test_stratified_subset_keeps_class_proportions_and_is_seeded():
     assert np.all(np.abs(counts - expected) <= 1)  # each class keeps its share, to one image
     assert torch.equal(subset.labels, digits.stratified_subset(500, seed=0).labels)
     assert digits.stratified_subset(None) is digits and digits.stratified_subset(10**6) is digits
+
+
+def test_pages_show_the_home_folder_as_tilde():
+    home_cache = Path.home() / ".cache" / "reprolib" / "data" / "cifar10"
+    assert data.display_path(home_cache) == str(Path("~/.cache/reprolib/data/cifar10"))
+    assert data.display_path(Path("/usr/share/datasets")) == "/usr/share/datasets"
+    assert "~" in data.DATASETS["cifar10"].how_to_get or "REPROLIB_DATA" in os.environ

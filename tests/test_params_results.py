@@ -96,3 +96,23 @@ def test_a_supervision_level_outside_the_papers_four_is_refused_with_the_allowed
     with pytest.raises(params.ParameterError) as error:
         params.check({"supervision": "semi"})
     assert "'supervision'" in str(error.value) and "parent" in str(error.value)
+
+
+def test_a_record_names_uncommitted_changes_with_their_diff(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", "code.py")
+    git("commit", "-qm", "one")
+    clean = results.git_commit(tmp_path)
+    assert clean is not None and len(clean) == 40 and "+" not in clean
+    (tmp_path / "code.py").write_text("a = 2\n")
+    dirty = results.git_commit(tmp_path)
+    assert dirty.startswith(clean + "+dirty.") and len(dirty) == 40 + len("+dirty.") + 12
+    (tmp_path / "code.py").write_text("a = 3\n")
+    assert results.git_commit(tmp_path) != dirty  # another diff, another hash
