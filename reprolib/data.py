@@ -371,20 +371,28 @@ def stratified_split(labels, test_fraction: float = 0.1, seed: int = 0) -> tuple
     return np.sort(train), np.sort(test)
 
 
-def labelled_subset(labels, fraction: float, seed: int = 0) -> np.ndarray:
-    """Indices of a labelled subset holding `fraction` of every class (at least one point each).
+def labelled_subset(labels, fraction: float | None = None, seed: int = 0, per_class: int | None = None) -> np.ndarray:
+    """Indices of a labelled subset: `fraction` of every class, or `per_class` points of every class.
 
-    Per class c with n_c points, round(fraction * n_c) points (at least 1) are drawn without
-    replacement; ClusterNet's "% labelled data per class" (Tables 3-5).
+    With `fraction`, class c with n_c points gets round(fraction * n_c) points (at least 1):
+    ClusterNet's "% labelled data per class" (Tables 3-5). With `per_class`, every class gets
+    that many, so a label budget stated for a large dataset (2% of MNIST-train is about 120 per
+    class) can be kept on a small one. Points are drawn without replacement; give exactly one of
+    the two.
     """
     labels = np.asarray(labels)
-    if not 0 < fraction <= 1:
+    if (fraction is None) == (per_class is None):
+        raise ValueError("give exactly one of fraction and per_class")
+    if fraction is not None and not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    classes, sizes = np.unique(labels, return_counts=True)
+    if per_class is not None and not 1 <= per_class <= sizes.min():
+        raise ValueError(f"per_class must be from 1 to the smallest class's size ({sizes.min()}), got {per_class}")
     rng = np.random.default_rng(seed)
     chosen = []
-    for label in np.unique(labels):
+    for label, size in zip(classes, sizes):
         members = np.flatnonzero(labels == label)
-        count = max(1, int(round(fraction * len(members))))
+        count = per_class if per_class is not None else max(1, int(round(fraction * size)))
         chosen.append(rng.choice(members, size=count, replace=False))
     return np.sort(np.concatenate(chosen))
 

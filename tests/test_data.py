@@ -74,6 +74,18 @@ def test_labelled_subset_takes_a_fraction_of_every_class():
         data.labelled_subset(labels, 0.0)
 
 
+def test_labelled_subset_takes_a_count_of_every_class():
+    labels = np.repeat(np.arange(4), [100, 200, 50, 10])
+    chosen = data.labelled_subset(labels, per_class=7, seed=1)
+    assert np.bincount(labels[chosen]).tolist() == [7, 7, 7, 7] and len(set(chosen)) == 28
+    with pytest.raises(ValueError, match="smallest class"):
+        data.labelled_subset(labels, per_class=11)
+    with pytest.raises(ValueError, match="exactly one"):
+        data.labelled_subset(labels, 0.02, per_class=3)
+    with pytest.raises(ValueError, match="exactly one"):
+        data.labelled_subset(labels)
+
+
 def test_stratified_subset_keeps_class_proportions_and_is_seeded():
     from reprolib import data
     digits = data.load("digits")
