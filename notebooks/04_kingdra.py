@@ -531,7 +531,7 @@ def train_phase(net: LadderEnsemble, optimiser, kind: str, epochs: int, name: st
             loss.backward()
             optimiser.step()
             for k_, v in terms.items():
-                sums[k_] = sums.get(k_, 0.0) + float(v.mean())
+                sums[k_] = sums.get(k_, 0.0) + float(v.detach().mean())
         steps = n // B  # full batches per epoch
         return {k_: v / steps for k_, v in sums.items()}
 
