@@ -103,7 +103,10 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # released code (0.1 x (H(Y|X) - 4 H(Y))); the pseudo-labels of Eq. (3) (mode) or the
            # released code's Hungarian matching
            "im_weights": ("paper", "released"),
-           "pseudo_labels": ("mode", "hungarian")}
+           "pseudo_labels": ("mode", "hungarian"),
+           # Chapter 1 (ClusterNet): the counts N_k of Eq. (12)-(13) run over all of training (DCN's
+           # rule) or restart every epoch ("the number of samples assigned in the current iteration")
+           "center_counts": ("running", "epoch")}
 
 
 def _check_choice(name: str, value: Any) -> str | None:
