@@ -113,7 +113,7 @@ BUDGETS = {
     "smoke": dict(pretrain_epochs=1, finetune_epochs=2, learning_rate=1e-3, n_runs=1, n_samples=600,
                   fractions=[0.02], table3_fraction=None, lambdas=[], tsne_points=200, kmeans_n_init=1),
     "book": dict(pretrain_epochs=8, finetune_epochs=8, learning_rate=1e-3, n_runs=1, n_samples=None,
-                 fractions=PAPER_FRACTIONS, table3_fraction=0.005, lambdas=[0.0], tsne_points=1500,
+                 fractions=[0.01, 0.02], table3_fraction=0.005, lambdas=[0.0], tsne_points=1500,
                  kmeans_n_init=10),
     "paper": dict(pretrain_epochs=100, finetune_epochs=60, learning_rate=1e-4, n_runs=5, n_samples=None,
                   fractions=PAPER_FRACTIONS, table3_fraction=0.005, lambdas=[0.0, 0.1, 0.5, 1.0],
@@ -139,6 +139,12 @@ def label_name(label_budget) -> str:
 def paper_fraction(label_budget) -> float:
     """The fraction of MNIST-train (6,000 images per class) that a label budget corresponds to."""
     return int(label_budget) / 6000 if isinstance(label_budget, PerClass) else label_budget
+
+
+def record_labels(record_: dict) -> str:
+    """The headline label budget of a run's record, named as in its rows."""
+    per_class = record_["parameters"].get("labels_per_class")
+    return label_name(PerClass(per_class) if per_class is not None else record_["parameters"]["label_fraction"])
 
 
 headline_labels = label_fraction if labels_per_class is None else PerClass(labels_per_class)
@@ -999,6 +1005,87 @@ plt.show()
 # {glue:text}`floor_below_count` of the {glue:text}`floor_budget_count` label budgets of this run.
 
 # %% [markdown]
+# ### Labelled images per class, and the choices the paper leaves open
+#
+# These runs take longer than the book build allows, so they are committed sweeps under
+# `results/01_clusternet/` (each point's `request.json` holds its parameters; `COMMAND` the sweep).
+# Each runs the `book` profile's budget with one thing changed, without the label-fraction sweep
+# and the $\lambda$ ablation:
+#
+# * *labels per class* (`labels_per_class`): the paper's budgets as counts of MNIST-train, e.g.
+#   120 per class for its 2%;
+# * *the margin* $m$ of Eq. (6)-(7), at 2% labels.
+#
+# Each row shows the accuracy on the unlabelled training images and on the held-out images, the
+# supervised floor at the same labels, and the paper's number for the same count where it has one.
+
+# %%
+SWEEPS = Path("..") / "results" / "01_clusternet"
+PAPER_BY_COUNT = {30: ("Table 3, 0.5%, unlabelled", PAPER_TABLE3["acc"][0])} | {
+    round(6000 * f): (f"Table 5, {f:.0%}, held-out", v[2]) for f, v in PAPER_TABLE5.items()}
+
+
+def sweep_rows(folder: str, factor: str) -> pd.DataFrame:
+    """One row per committed point of a sweep: its value of `factor` and its accuracies."""
+    rows_ = []
+    for path in sorted((SWEEPS / folder).rglob(results.RESULTS_FILE)):
+        run_ = results.load(path)
+        by_experiment = {(r["experiment"], r["setting"].split(",")[1].strip() if "," in r["setting"] else "",
+                          r["metric"]): r["value"] for r in run_["rows"]}
+        name = record_labels(run_)
+        rows_.append({factor: run_["parameters"][factor], "labels": name,
+                      "ClusterNet, unlabelled": results.headline(run_)["value"],
+                      "ClusterNet, held-out": by_experiment.get(("table5", "held-out", "acc"), np.nan),
+                      "floor, unlabelled": by_experiment.get(("supervised_floor", "unlabelled train", "acc"), np.nan),
+                      "minutes": run_["wall_clock_seconds"] / 60})
+    return pd.DataFrame(rows_).sort_values(factor).reset_index(drop=True) if rows_ else pd.DataFrame()
+
+
+per_class_table = sweep_rows("labels-per-class-book", "labels_per_class")
+if len(per_class_table):
+    per_class_table["paper (same count of MNIST-train)"] = [PAPER_BY_COUNT.get(c, ("", np.nan))[1]
+                                                          for c in per_class_table.labels_per_class]
+    per_class_table["paper's table"] = [PAPER_BY_COUNT.get(c, ("", np.nan))[0] for c in per_class_table.labels_per_class]
+at_120 = per_class_table.set_index("labels_per_class").reindex([120]).iloc[0] if len(per_class_table) else {}
+report.glue("count120_acc", float(at_120.get("ClusterNet, unlabelled", np.nan)))  # NaN until the sweep is committed
+report.glue("count120_floor", float(at_120.get("floor, unlabelled", np.nan)))
+per_class_table.round(4)
+
+# %%
+margin_table = sweep_rows("margin-book", "margin")
+best = margin_table.loc[margin_table["ClusterNet, unlabelled"].idxmax()] if len(margin_table) else {}
+at_two = margin_table.set_index("margin")["ClusterNet, unlabelled"].get(2.0, np.nan) if len(margin_table) else np.nan
+report.glue("margin_best", float(best.get("margin", np.nan)))  # NaN until the sweep is committed
+report.glue("margin_best_acc", float(best.get("ClusterNet, unlabelled", np.nan)))
+report.glue("margin_two_acc", float(at_two))
+if len(margin_table):
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(margin_table.margin, margin_table["ClusterNet, unlabelled"], marker="o", label="unlabelled training images")
+    ax.plot(margin_table.margin, margin_table["ClusterNet, held-out"], marker="s", label="held-out images")
+    ax.set(xscale="log", xlabel="margin m of Eq. (6)-(7)", ylabel="accuracy",
+           title="ClusterNet at 2% labels, book budget, one factor changed")
+    ax.legend()
+    plt.show()
+margin_table.round(4)
+
+# %% [markdown]
+# **What these measurements say.** With the paper's count of labels (120 images per class, its 2%
+# of MNIST-train), ClusterNet at the book budget classifies {glue:text}`count120_acc:.3f` of the
+# unlabelled training images, while the supervised floor, trained on the same labelled images
+# alone, reaches {glue:text}`count120_floor:.3f` on the same images. More labels alone do not close the gap,
+# and with many labels the method does worse than ignoring the unlabelled images. The first
+# suspect is therefore the objective on the labelled images, not the data. The margin is the open
+# choice that moves it most: at 2% labels, accuracy on the unlabelled images goes from
+# {glue:text}`margin_two_acc:.3f` with $m = 2$ (Hsu and Kira's value, our default) to
+# {glue:text}`margin_best_acc:.3f` with $m =$ {glue:text}`margin_best:g`. Our reading of why: a
+# dissimilar pair stops pushing once its divergence reaches $m$. The probabilities of Eq. (16)
+# come from squared distances in a tanh-bounded latent space, and the cluster loss of Eq. (4)-(5)
+# pulls every point towards its centre. So a small margin is already met while the centres are
+# close together, and the classes stay only narrowly separated. Two candidate causes are not yet
+# measured here: the number of optimisation steps (matched to the paper's) and the size of the
+# unlabelled pool (Fashion-MNIST from 5,000 to 70,000 images).
+
+# %% [markdown]
 # ### Reference run at the paper's budget
 #
 # The `paper` profile (100 + 60 epochs, Adam $10^{-4}$) takes too long for the book build on
@@ -1007,12 +1094,6 @@ plt.show()
 # build's:
 
 # %%
-def record_labels(record_: dict) -> str:
-    """The headline label budget of a run's record, named as in its rows."""
-    per_class = record_["parameters"].get("labels_per_class")
-    return label_name(PerClass(per_class) if per_class is not None else record_["parameters"]["label_fraction"])
-
-
 def headline_rows(record_: dict) -> dict:
     """(metric description -> value) for the numbers every run of this chapter reports at its label budget."""
     found = {"acc, unlabelled training images": results.headline(record_)["value"]}
@@ -1148,7 +1229,8 @@ report.glue("finetune_minutes", finetune_seconds / 60)
 #   with equal / different predicted clusters.
 # * **Budgets.** The `paper` profile follows Sec. 5.1 (100 + 60 epochs, Adam $10^{-4}$, five runs).
 #   The `book` profile must finish in minutes on 2 CPU cores: fewer epochs, learning rate
-#   $10^{-3}$ to compensate, one run per label fraction (so no standard deviations), $T_1, T_2$ of
+#   $10^{-3}$ to compensate, one run per label fraction (so no standard deviations), Table 5's 5%
+#   and 10% left to the `paper` profile (1% and 2% fit the six minutes), $T_1, T_2$ of
 #   Eq. (17) scaled to the epoch count, only $\lambda = 0$ against the schedule in Fig. 5(b), and
 #   t-SNE on a subsample.
 # * **Accuracy** is the Hungarian-matched accuracy of Chapter 0; since each centre belongs to a
