@@ -1027,25 +1027,26 @@ plt.show()
 # supervised floor at the same labels, and the paper's number for the same count where it has one.
 
 # %%
-SWEEPS = Path("..") / "results" / "01_clusternet"
+COMMITTED = Path("..") / "results" / "01_clusternet"  # reference runs and sweeps, each with its command
 PAPER_BY_COUNT = {30: ("Table 3, 0.5%, unlabelled", PAPER_TABLE3["acc"][0])} | {
     round(6000 * f): (f"Table 5, {f:.0%}, held-out", v[2]) for f, v in PAPER_TABLE5.items()}
 
 
+def point_accuracies(run_: dict) -> dict:
+    """A committed run's label budget and accuracies at it (ClusterNet, and the floor where recorded)."""
+    by_experiment = {(r["experiment"], r["setting"].split(",")[1].strip() if "," in r["setting"] else "",
+                      r["metric"]): r["value"] for r in run_["rows"]}
+    return {"labels": record_labels(run_), "ClusterNet, unlabelled": results.headline(run_)["value"],
+            "ClusterNet, held-out": by_experiment.get(("table5", "held-out", "acc"),
+                                                      by_experiment.get(("heldout", "held-out", "acc"), np.nan)),
+            "floor, unlabelled": by_experiment.get(("supervised_floor", "unlabelled train", "acc"), np.nan),
+            "minutes": run_["wall_clock_seconds"] / 60}
+
+
 def sweep_rows(folder: str, factor: str) -> pd.DataFrame:
     """One row per committed point of a sweep: its value of `factor` and its accuracies."""
-    rows_ = []
-    for path in sorted((SWEEPS / folder).rglob(results.RESULTS_FILE)):
-        run_ = results.load(path)
-        by_experiment = {(r["experiment"], r["setting"].split(",")[1].strip() if "," in r["setting"] else "",
-                          r["metric"]): r["value"] for r in run_["rows"]}
-        name = record_labels(run_)
-        rows_.append({factor: run_["parameters"][factor], "labels": name,
-                      "ClusterNet, unlabelled": results.headline(run_)["value"],
-                      "ClusterNet, held-out": by_experiment.get(("table5", "held-out", "acc"),
-                                                                by_experiment.get(("heldout", "held-out", "acc"), np.nan)),
-                      "floor, unlabelled": by_experiment.get(("supervised_floor", "unlabelled train", "acc"), np.nan),
-                      "minutes": run_["wall_clock_seconds"] / 60})
+    rows_ = [{factor: (run_ := results.load(path))["parameters"][factor], **point_accuracies(run_)}
+             for path in sorted((COMMITTED / folder).rglob(results.RESULTS_FILE))]
     return pd.DataFrame(rows_).sort_values(factor).reset_index(drop=True) if rows_ else pd.DataFrame()
 
 
@@ -1054,6 +1055,10 @@ if len(per_class_table):
     per_class_table["paper (same count of MNIST-train)"] = [PAPER_BY_COUNT.get(c, ("", np.nan))[1]
                                                           for c in per_class_table.labels_per_class]
     per_class_table["paper's table"] = [PAPER_BY_COUNT.get(c, ("", np.nan))[0] for c in per_class_table.labels_per_class]
+    same_metric = [row["ClusterNet, unlabelled"] if "unlabelled" in row["paper's table"] else row["ClusterNet, held-out"]
+                   for _, row in per_class_table.iterrows()]  # ours on the images the paper's table scores
+    per_class_table["ours - paper (same images)"] = np.array(same_metric) - per_class_table[
+        "paper (same count of MNIST-train)"]
 at_120 = per_class_table.set_index("labels_per_class").reindex([120]).iloc[0] if len(per_class_table) else {}
 report.glue("count120_acc", float(at_120.get("ClusterNet, unlabelled", np.nan)))  # NaN until the sweep is committed
 report.glue("count120_floor", float(at_120.get("floor, unlabelled", np.nan)))
@@ -1084,16 +1089,16 @@ margin_table.round(4)
 OPEN_CHOICES = {"margin": 2.0, "center_counts": "running", "batch_size": 256, "learning_rate": 1e-3}
 one_factor = []
 for folder in ("margin-book", "open-choices-book"):
-    for path in sorted((SWEEPS / folder).rglob(results.RESULTS_FILE)):
+    for path in sorted((COMMITTED / folder).rglob(results.RESULTS_FILE)):
         run_ = results.load(path)
         changed = [f for f, default in OPEN_CHOICES.items() if run_["parameters"].get(f, default) != default]
         if len(changed) > 1 or record_labels(run_) != "0.02":
             continue
-        held_out = [r["value"] for r in run_["rows"] if r["experiment"] == "table5" and r["metric"] == "acc"]
+        accuracies = point_accuracies(run_)
         one_factor.append({"factor": changed[0] if changed else "(the defaults)",
                            "value": str(run_["parameters"][changed[0]]) if changed else "",
-                           "ClusterNet, unlabelled": results.headline(run_)["value"],
-                           "ClusterNet, held-out": held_out[0] if held_out else np.nan})
+                           "ClusterNet, unlabelled": accuracies["ClusterNet, unlabelled"],
+                           "ClusterNet, held-out": accuracies["ClusterNet, held-out"]})
 one_factor = pd.DataFrame(one_factor)
 if len(one_factor):
     defaults_row = one_factor[one_factor.factor == "(the defaults)"]
@@ -1140,11 +1145,10 @@ def headline_rows(record_: dict) -> dict:
     return found
 
 
-reference_dir = Path("..") / "results" / "01_clusternet"
 this_build = headline_rows(record.to_dict())
 paper_row = PAPER_TABLE5.get(paper_fraction(headline_labels), (None,) * 4)
 columns = {"paper (MNIST, Table 5)": {"acc, held-out images": paper_row[2], "nmi, held-out images": paper_row[0]}}
-for path in sorted(reference_dir.glob("*/results.json")):
+for path in sorted(COMMITTED.glob("*/results.json")):
     reference = results.load(path)
     if record_labels(reference) != headline_name:
         continue
@@ -1197,7 +1201,7 @@ def target_verdict(run: dict) -> dict | None:
 
 runs_to_check = {f"this build ({profile})": record.to_dict()}
 runs_to_check.update({f"reference: {path.parent.name}": results.load(path)
-                      for path in sorted(reference_dir.glob("*/results.json"))})
+                      for path in sorted(COMMITTED.glob("*/results.json"))})
 target_table = pd.DataFrame({source: verdict_ for source, run_ in runs_to_check.items()
                              if (verdict_ := target_verdict(run_)) is not None}).T
 matched_runs = target_table[target_table.labels == "120/class"] if len(target_table) else target_table

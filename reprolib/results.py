@@ -27,6 +27,7 @@ parameters it ran with. :func:`validate` checks a record against this schema.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -62,7 +63,6 @@ def git_commit(path: Path | None = None) -> str | None:
     A tree with uncommitted changes to tracked files gives ``<commit>+dirty.<hash>``, the hash
     being the first 12 hex digits of the SHA-256 of ``git diff HEAD``: a record never claims a
     commit whose code it did not run."""
-    import hashlib
     path = path or Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
