@@ -63,7 +63,7 @@ def _stamp(source: Path, profile: str) -> str:
 
 def _run_page(source: Path, profile: str, force: bool) -> Path:
     """Execute one page unless its last run is current; return the executed .ipynb."""
-    from .runner import execute, output_dir_for, to_ipynb
+    from .runner import KERNEL_START_TIMEOUT_S, execute, output_dir_for, to_ipynb
     out = RUNS / source.stem
     executed, stamp_file = out / f"{source.stem}.ipynb", out / "stamp"
     stamp = _stamp(source, profile)
@@ -81,7 +81,8 @@ def _run_page(source: Path, profile: str, force: bool) -> Path:
         ipynb = to_ipynb(source, out)
         papermill.execute_notebook(str(ipynb), str(executed), kernel_name="python3",
                                    parameters={"output_dir": output_dir_for(source, out)},
-                                   cwd=str(source.parent), progress_bar=False)
+                                   cwd=str(source.parent), start_timeout=KERNEL_START_TIMEOUT_S,
+                                   progress_bar=False)
     stamp_file.write_text(stamp)
     print(f"[book] {source.relative_to(ROOT)} done in {time.perf_counter() - started:.0f} s", flush=True)
     return executed

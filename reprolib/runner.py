@@ -22,6 +22,9 @@ from . import params as P
 from .results import RESULTS_FILE, headline, load as load_results
 
 EXIT_BAD_PARAMETER = 2
+# papermill waits 60 s for a kernel by default; on two busy cores (a sweep with two workers next
+# to the test suite) starting one has taken longer, and the point failed with "Kernel didn't respond".
+KERNEL_START_TIMEOUT_S = 600
 
 
 def parse_value(text: str) -> Any:
@@ -97,6 +100,7 @@ def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> di
         executed = out / (source.stem + ".ipynb")
         papermill.execute_notebook(str(ipynb), str(executed), parameters=values,
                                    kernel_name="python3", cwd=str(source.resolve().parent),
+                                   start_timeout=KERNEL_START_TIMEOUT_S,
                                    progress_bar=sys.stderr.isatty())
     return load_results(out / RESULTS_FILE)
 
