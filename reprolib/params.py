@@ -106,7 +106,12 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            "pseudo_labels": ("mode", "hungarian"),
            # Chapter 1 (ClusterNet): the counts N_k of Eq. (12)-(13) run over all of training (DCN's
            # rule) or restart every epoch ("the number of samples assigned in the current iteration")
-           "center_counts": ("running", "epoch")}
+           "center_counts": ("running", "epoch"),
+           # Chapter 5 (SPICE): Eq. (4)'s overlap assignment or Table VII's non-overlap one; the head's
+           # loss, Eq. (5)'s double softmax or Table VII's alternatives
+           "assignment": ("overlap", "non-overlap"),
+           "head_loss": ("double-softmax", "ce", "tce", "entropy"),
+           "joint_head": ("fresh", "selected")}
 
 
 def _check_choice(name: str, value: Any) -> str | None:

@@ -10,7 +10,8 @@ from reprolib.training import INTERRUPT_ENV
 
 #: Chapters whose training goes through run_epochs checkpoints, each interrupted after 2 epochs.
 RESUMABLE = [ROOT / "notebooks" / "01_clusternet.py", ROOT / "notebooks" / "02_dcae.py",
-             ROOT / "notebooks" / "03_hsu_kira.py", ROOT / "notebooks" / "04_kingdra.py"]
+             ROOT / "notebooks" / "03_hsu_kira.py", ROOT / "notebooks" / "04_kingdra.py",
+             ROOT / "notebooks" / "05_spice.py"]
 
 
 def _metrics(record):
