@@ -1145,6 +1145,17 @@ for path in sorted(reference_dir.glob("*/results.json")):
             f"{p_['joint_epochs']} epochs, {reference_run['wall_clock_seconds'] / 60:.0f} min, {reference_run['device']})"] = key_numbers(reference_run)
 columns[f"this build ({profile}, {dataset})"] = key_numbers(record.to_dict())
 print(f"{len(columns) - 2} committed reference runs")
+ref_path = reference_dir / "paper-mnist5k" / "results.json"   # glued for the prose (NaN where absent)
+ref_numbers = key_numbers(results.load(ref_path)) if ref_path.exists() else {}
+report.glue("ref_self_acc", float(ref_numbers.get("SPICE-Self (train)", float("nan"))))
+report.glue("ref_spice_acc", float(ref_numbers.get("SPICE (train)", float("nan"))))
+report.glue("ref_kmeans_acc", float(ref_numbers.get("k-means (stage-1 features) (train)", float("nan"))))
+report.glue("ref_moco_epochs", results.load(ref_path)["parameters"]["moco_epochs"] if ref_path.exists() else 0)
+ref_reliable = {row["metric"]: row["value"] for row in (results.load(ref_path)["rows"] if ref_path.exists() else [])
+                if row["experiment"] == "reliable"}
+report.glue("ref_reliable_acc", float(ref_reliable.get("acc", float("nan"))))
+report.glue("ref_reliable_size", int(ref_reliable.get("size", 0)))
+report.glue("ref_empty_clusters", int(ref_reliable.get("empty_clusters", 0)))
 pd.DataFrame(columns).round(4)
 
 # %% [markdown]
@@ -1170,13 +1181,28 @@ for path in sorted(reference_dir.glob("*/results.json")):
 ordered = (spice_scores["train"]["acc"], self_scores["train"]["acc"], kmeans_scores["train"]["acc"])
 verdicts.append(("SPICE > SPICE-Self > k-means on stage-1 features (train images)", " / ".join(f"{v:.4f}" for v in ordered),
                  ordered[0] > ordered[1] > ordered[2]))
+# Fashion-MNIST: SPICE against the other chapters' unsupervised numbers (Chapter 4's committed run)
+kingdra_fashion = Path("..") / "results" / "04_kingdra" / "book-fashion-mnist" / "results.json"
+spice_fashion = [(f"reference {p_.parent.name}", results.headline(results.load(p_))["value"])
+                 for p_ in sorted(reference_dir.glob("*/results.json"))
+                 if results.load(p_)["dataset"]["name"] == "fashion_mnist"]
+if dataset == "fashion_mnist":
+    spice_fashion.append(("this build", spice_scores["train"]["acc"]))
+if kingdra_fashion.exists():
+    kingdra_value = results.headline(results.load(kingdra_fashion))["value"]
+    for where, value in spice_fashion:
+        verdicts.append((f"Fashion-MNIST: SPICE ({where}) above Kingdra's {kingdra_value:.3f} (Chapter 4, book-fashion-mnist)",
+                         f"{value:.4f}", value > kingdra_value))
+    if not spice_fashion:
+        verdicts.append((f"Fashion-MNIST: SPICE above Kingdra's {kingdra_value:.3f} (Chapter 4)", "no run yet", None))
 verdicts.append((f"reliable_pseudo_labels at n = {budget.bench_n}: <= 20 s", f"{bench_figures['seconds']:.2f} s",
                  bench_figures["time_met"]))
 verdicts.append((f"reliable_pseudo_labels at n = {budget.bench_n}: <= 2 GB extra", f"{bench_figures['extra_bytes'] / 1e9:.3f} GB",
                  bench_figures["memory_met"]))
 verdicts.append(("reliable_pseudo_labels: same mask as brute force (small n)", "yes" if bench_figures["same"] else "no",
                  bench_figures["same"]))
-targets_table = pd.DataFrame([{"target": t, "ours": v, "verdict": "MET" if ok else "MISSED"} for t, v, ok in verdicts])
+targets_table = pd.DataFrame([{"target": t, "ours": v, "verdict": "NOT RUN" if ok is None else "MET" if ok else "MISSED"}
+                              for t, v, ok in verdicts])
 for stage_, seconds in (("stage 1", stage1_seconds), ("stage 2", stage2_seconds), ("stage 3", stage3_seconds)):
     record.add("benchmark", f"{stage_} wall time", dataset, profile, "seconds", seconds)
 with pd.option_context("display.max_colwidth", None):
@@ -1198,6 +1224,22 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # {glue:text}`linear_after:.3f`. The double softmax's gradient ratio (Eq. A-6) goes from
 # {glue:text}`ratio_low:.3f` for a pseudo-label the head gives 5% to {glue:text}`ratio_high:.3f` at
 # 95%: the damping Appendix A describes.
+#
+# The committed reference run (the `paper` profile's heads, views and FixMatch batch on the CPU
+# network, {glue:text}`ref_moco_epochs` MoCo epochs; its budget is in the reference table) gives
+# k-means {glue:text}`ref_kmeans_acc:.3f`, SPICE-Self {glue:text}`ref_self_acc:.3f` and SPICE
+# {glue:text}`ref_spice_acc:.3f`. Its reliable set holds {glue:text}`ref_reliable_size` images,
+# {glue:text}`ref_empty_clusters` clusters without any, and its labels are only
+# {glue:text}`ref_reliable_acc:.3f` accurate, below SPICE-Self's accuracy on all images. Our
+# reading, not yet tested: a cluster that merges two classes is wide, so its members' neighbours
+# agree with them more often than those of a small, pure cluster, and Eq. (7) certifies the merged
+# clusters first; the per-cluster counts printed with Eq. (7) above are where to look. What holds the numbers down at these budgets is stage 2: the
+# prototypes of Eq. (3) are means over $M$ confident samples, and on features whose classes are
+# not yet compact (k-means tells how compact) the $B/K$ samples nearest a prototype reach into
+# other classes. Several clusters then have no reliable sample at all, and stage 3 cannot recover a
+# cluster the reliable set does not contain. The paper starts from MoCo features trained for 1,000
+# epochs on a GPU; users of the official code report SPICE-Self at 65-70% on CIFAR-10 (not 84%)
+# with a MoCo model they trained themselves.
 
 # %% [markdown]
 # ## Differences from the paper
@@ -1240,6 +1282,8 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # * **Table IV** (five trials of MoCo + k-means, SCAN and SPICE on STL10) and **Table V** (the
 #   semi-supervised methods) compare with other papers' methods on STL10 and CIFAR-10; k-means on the
 #   stage-1 features is our one baseline, and the book's other chapters are the comparison.
+# * **Fashion-MNIST at full size** (the issue's reference run on 70,000 images) is not run yet:
+#   stage 1 alone takes about 95 s per epoch on two CPU cores; the targets table says NOT RUN.
 # * **Fig. 5** (prototype images and attention maps) needs convolutional feature maps of the
 #   paper's ResNet; not regenerated.
 #
