@@ -71,7 +71,7 @@ center_ratio = 0.5             # M is center_ratio times B / K samples per proto
 assignment = "overlap"         # overlap (the paper's choice) | non-overlap (Table VII)
 head_loss = "double-softmax"   # double-softmax (Eq. 5) | ce | tce | entropy (Table VII)
 n_neighbors = 100              # N_s of Eq. (6)
-reliable_threshold = 0.99      # lambda_r of Eq. (7) (code: 0.99 CIFAR-10, 0.90 STL10)
+reliable_threshold = 0.9       # lambda_r of Eq. (7) (official code: 0.99 CIFAR-10, 0.9 STL10)
 confidence_threshold = 0.95    # Eq. (8) (FixMatch)
 joint_epochs = None            # stage 3 epochs over the unlabelled images; None: the profile's
 joint_head = "fresh"           # stage 3's head: fresh (a new D-D-K MLP) | selected (stage 2's, whose logits are huge)
@@ -127,15 +127,15 @@ BUDGETS = {
     "smoke": dict(n_samples=1000, backbone="cnn", widths=[8, 16, 32, 64], moco_epochs=2, moco_batch=128, queue_size=128,
                   moco_momentum=0.99, moco_lr=0.06, n_heads=3, head_epochs=2, big_batch_size=400, num_repeat=2,
                   head_batch=128, n_views=1, joint_epochs=1, labelled_batch=16, ablation_epochs=1,
-                  joint_head_epochs=1, knn_k=10, bench_n=5000, tsne_points=300),
+                  joint_head_epochs=1, joint_mh_heads=3, knn_k=10, bench_n=5000, tsne_points=300),
     "book": dict(n_samples=None, backbone="cnn", widths=[32, 64, 128, 256], moco_epochs=12, moco_batch=256,
                  queue_size=1024, moco_momentum=0.99, moco_lr=0.06, n_heads=10, head_epochs=40, big_batch_size=2000,
                  num_repeat=4, head_batch=128, n_views=2, joint_epochs=3, labelled_batch=32, ablation_epochs=8,
-                 joint_head_epochs=1, knn_k=20, bench_n=70000, tsne_points=1000),
+                 joint_head_epochs=1, joint_mh_heads=3, knn_k=20, bench_n=70000, tsne_points=1000),
     "paper": dict(n_samples=None, backbone="resnet34", widths=[32, 64, 128, 256], moco_epochs=1000, moco_batch=256,
                   queue_size=12800, moco_momentum=0.999, moco_lr=0.06, n_heads=10, head_epochs=100,
                   big_batch_size=5000, num_repeat=8, head_batch=128, n_views=8, joint_epochs=200, labelled_batch=64,
-                  ablation_epochs=100, joint_head_epochs=30, knn_k=20, bench_n=70000, tsne_points=3000),
+                  ablation_epochs=100, joint_head_epochs=30, joint_mh_heads=10, knn_k=20, bench_n=70000, tsne_points=3000),
 }
 budget = params.resolve(profile, BUDGETS, n_samples=n_samples, backbone=backbone, moco_epochs=moco_epochs,
                         queue_size=queue_size, n_heads=n_heads, head_epochs=head_epochs, big_batch_size=big_batch_size,
@@ -211,8 +211,13 @@ def scores(y_true, y_pred) -> dict:
 # * **MoCo views** (stage 1): a random resized crop (area 20-100% as in MoCo v2, 60-100% on
 #   digits, aspect 3/4-4/3, done for the whole batch at once with torchvision's `roi_align`, one box
 #   per image), brightness and contrast jitter of up to 40% (not on digits), and a horizontal flip
-#   where the data allow it. On `mnist5k` the milder crop without jitter gave better features in
-#   our trials (k-NN 0.946 against 0.93 after 10-15 epochs).
+#   where the data allow it. On digits the jitter is replaced by the ways handwriting varies: a
+#   rotation of up to 20 degrees, a shear of up to 0.3, and the stroke width (a third of the
+#   views dilated, a third eroded, by a 3x3 max-pool). In scratch trials on `mnist5k` (12 epochs,
+#   one seed each, not recorded here) crop alone left k-means on the features near a third;
+#   rotation with shear, and stroke width, each raised it, and both together to over a half, with
+#   k-NN unchanged; MoCo's shuffled batch norm, tried too, made no difference. The crop keeps at
+#   least 60% of a digit: a fifth of a digit is often another digit.
 # * **Weak** (FixMatch's flip-and-shift): a shift of up to 12.5% of the side, and the flip where
 #   allowed.
 # * **Strong** (SCAN's, which the paper uses): the weak view, then torchvision's `RandAugment`
@@ -237,8 +242,26 @@ def _crop(images: torch.Tensor, x0, y0, w, h) -> torch.Tensor:
                      aligned=True)
 
 
+def _rotate_shear(images: torch.Tensor, generator: torch.Generator, angle: float = 0.35, shear: float = 0.3) -> torch.Tensor:
+    """Rotate each image by up to `angle` radians (about 20 degrees) and shear it by up to `shear`."""
+    m = len(images)
+    a = torch.empty(m).uniform_(-angle, angle, generator=generator)
+    s = torch.empty(m).uniform_(-shear, shear, generator=generator)
+    theta = torch.zeros(m, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = a.cos(), s - a.sin(), a.sin(), a.cos()
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False)
+
+
+def _stroke_width(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A third of the images thickened (3x3 dilation), a third thinned (3x3 erosion), a third unchanged."""
+    r = torch.rand(len(images), generator=generator).view(-1, 1, 1, 1)
+    thick, thin = F.max_pool2d(images, 3, 1, 1), -F.max_pool2d(-images, 3, 1, 1)
+    return torch.where(r < 1 / 3, thick, torch.where(r > 2 / 3, thin, images))
+
+
 def moco_view(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Stage 1's view: random resized crop, brightness / contrast jitter, flip where allowed."""
+    """Stage 1's view: random resized crop, then rotation, shear, stroke width (digits) or jitter and flip."""
     m, side = len(images), images.shape[-1]
     area = side * side * torch.empty(m).uniform_(MIN_CROP_AREA, 1.0, generator=generator)
     log_ratio = torch.empty(m).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
@@ -246,8 +269,8 @@ def moco_view(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     h = (area / log_ratio.exp()).sqrt().clamp(max=side)
     x0, y0 = torch.rand(m, generator=generator) * (side - w), torch.rand(m, generator=generator) * (side - h)
     views = _crop(images, x0, y0, w, h)
-    if DIGITS:   # strokes on a black background: no jitter
-        return views
+    if DIGITS:   # strokes on a black background: no jitter; the ways handwriting varies instead
+        return _stroke_width(_rotate_shear(views, generator), generator)
     brightness = 1 + torch.empty(m, 1, 1, 1).uniform_(-0.4, 0.4, generator=generator)
     contrast = 1 + torch.empty(m, 1, 1, 1).uniform_(-0.4, 0.4, generator=generator)
     mean = views.mean(dim=(1, 2, 3), keepdim=True)
@@ -792,8 +815,14 @@ report.glue("best_head_acc", max(selection["accs"]))
 # What breaks the official code is handled, not hidden: the code then truncates every cluster to
 # the size of the smallest, so one cluster without reliable samples empties the whole set. Here a
 # cluster without reliable samples is reported and the others keep theirs; clusters of unequal
-# size are kept whole, and the labelled batches of stage 3 draw uniformly from the reliable set;
-# an empty reliable set is reported and stage 3 is skipped (SPICE is then SPICE-Self).
+# size are kept whole, and the labelled batches of stage 3 draw every cluster that has reliable
+# samples equally often (a sample of a small cluster more often than one of a large cluster); an
+# empty reliable set is reported and stage 3 is skipped (SPICE is then SPICE-Self).
+#
+# $\lambda_r$ is 0.9 here, the official code's STL10 value (its CIFAR-10 value, 0.99, is the one
+# the paper states): on our 4,000 images $N_s = 100$ neighbours are a quarter of a class, and at
+# 0.99 the reliable set keeps a few images of some clusters and none of others (the sweep below
+# shows the share and accuracy at both).
 
 # %%
 train_labels_self = self_train_pred
@@ -934,6 +963,8 @@ def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: in
     rng = torch.Generator().manual_seed(seed + 5)
     reliable_t = torch.as_tensor(reliable_index_)
     labels_t = torch.as_tensor(labels_, dtype=torch.long)
+    # each cluster with reliable samples equally often in the labelled batches (not each sample)
+    weights = 1.0 / torch.bincount(labels_t, minlength=K).double()[labels_t]
 
     def epoch_fn(epoch: int) -> dict:
         order, losses, masks = torch.randperm(n, generator=rng), [], []
@@ -941,7 +972,7 @@ def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: in
             k_ = epoch * steps_per_epoch + step
             for group in optimiser.param_groups:
                 group["lr"] = 0.03 * math.cos(7 * math.pi * k_ / (16 * total))
-            pick = torch.randint(len(reliable_t), (b_l,), generator=rng)
+            pick = torch.multinomial(weights, b_l, replacement=True, generator=rng)
             x_l = weak_view(train_images[reliable_t[pick]], rng)
             u = train_images[order[step * b_u:(step + 1) * b_u]]
             batch = torch.cat([x_l, weak_view(u, rng), strong_view(u, rng)]).to(device)
@@ -1045,7 +1076,7 @@ table6.round(4)
 # Each row changes one thing in stage 2 and trains `n_heads` fresh heads for `ablation_epochs`
 # epochs (the reference row, SPICE-Self, is retrained at the same budget so that the rows compare):
 # the non-overlap assignment; the feature model trained together with one head (Joint-SH) or with
-# all heads (Joint-MH), for `joint_head_epochs` epochs with one M-step pass per big batch (the
+# `joint_mh_heads` heads (Joint-MH), for `joint_head_epochs` epochs with one M-step pass per big batch (the
 # similarity branch stays the frozen stage-1 embedding, as in the paper); an entropy term added to
 # Eq. (5); plain cross-entropy (CE) and cross-entropy with temperature 0.2 (TCE) instead of the
 # double softmax (Appendix A's experiment); and Table VIII's weak / strong views on the labelling
@@ -1061,7 +1092,7 @@ PAPER_TABLE8 = {("weak", "weak"): (0.905, 0.815, 0.808), ("strong", "weak"): (0.
 ablation_rows = []
 if experiments:
     variants = {"SPICE-Self": {}, "Non-overlap": {"assignment_": "non-overlap"},
-                "Joint-SH": {"joint_backbone": True, "n_heads_": 1}, "Joint-MH": {"joint_backbone": True},
+                "Joint-SH": {"joint_backbone": True, "n_heads_": 1}, "Joint-MH": {"joint_backbone": True, "n_heads_": budget.joint_mh_heads},
                 "Entropy": {"loss_": "entropy"}, "CE": {"loss_": "ce"}, "TCE": {"loss_": "tce"}}
     for name_, options in variants.items():
         epochs_ = budget.joint_head_epochs if options.get("joint_backbone") else budget.ablation_epochs
@@ -1256,7 +1287,8 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # * **Augmentations.** torchvision's `RandAugment` (four operations, default magnitude) and
 #   `RandomErasing` as Cutout, not SCAN's own operation list; no flips on digits. The MoCo view
 #   has no grey-scale, blur or colour jitter beyond brightness and contrast (the images are
-#   grey-scale and small).
+#   grey-scale and small); on digits it adds rotation, shear and stroke width, which MoCo v2's
+#   list does not have (our choice: without them k-means on the features stayed near a third).
 # * **View bank.** Stage 2 draws each sample's weak and strong views from `n_views` views made
 #   once per image (the frozen feature model makes this exact for the features), where the official
 #   code draws fresh views every time.
@@ -1270,9 +1302,17 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 #   0.999, which a few hundred steps would leave near the initial weights); FixMatch's 2^20 steps are
 #   a few epochs here. The official code's extra condition (largest probability above 0.99) is not
 #   applied; Eq. (7) alone decides.
+# * **Reliable set and labelled batches.** $\lambda_r = 0.9$ (the official code's STL10 value)
+#   rather than the paper's 0.99, and labelled batches that draw each cluster equally often rather
+#   than each reliable sample (the paper does not say; FixMatch's labelled sets are balanced by
+#   construction). Our choice, from scratch trials at the `book` profile (one seed, not recorded
+#   here): with 0.99 and uniform draws SPICE fell to less than half of SPICE-Self's accuracy, the
+#   few reliable images of small clusters being almost never drawn; balanced draws recovered most
+#   of the loss, and 0.9 with balanced draws the rest.
 # * **Ablations.** One trial per row (the paper: five), at `ablation_epochs` epochs; Joint-SH and
 #   Joint-MH with one M-step pass per big batch and a learning rate of 5e-4 for the feature model
-#   (the paper gives neither).
+#   (the paper gives neither); Joint-MH with `joint_mh_heads` heads (three at the `book` profile,
+#   where each head's mini-batch passes through the feature model and ten took 80 s).
 #
 # ## What we could not reproduce, and why
 #
