@@ -21,7 +21,7 @@
 # without a single label, they cluster far better than either alone {cite}`niu2022spice`:
 # (1) contrastive learning (MoCo {cite}`he2020moco`) trains the feature model; (2) with the
 # feature model frozen, *prototype pseudo-labels* train several light heads (SPICE-Self);
-# (3) *reliable pseudo-labels*, the predictions that every nearest neighbour agrees with, become
+# (3) *reliable pseudo-labels*, the predictions that (nearly) all nearest neighbours share, become
 # the labelled set of a semi-supervised learner (FixMatch {cite}`sohn2020fixmatch`) that trains the
 # whole network (SPICE). The paper reports 0.926 accuracy on CIFAR-10 against 0.838 without the
 # third stage (Table II), and the third stage within 2 points of a supervised network.
@@ -173,7 +173,7 @@ train_index, test_index = data.stratified_split(full.labels.numpy(), held_out_fr
 train_images, test_images = full.images[train_index], full.images[test_index]
 y_train, y_test = full.labels.numpy()[train_index], full.labels.numpy()[test_index]
 n, C, H, W = train_images.shape
-FLIPS = dataset in ("fashion_mnist", "cifar10", "stl10")  # a mirrored digit is another symbol
+FLIPS = dataset in ("fashion-mnist", "cifar10", "stl10")  # a mirrored digit is another symbol
 DIGITS = dataset in ("digits", "mnist5k", "mnist")
 MIN_CROP_AREA = 0.6 if DIGITS else 0.2   # MoCo v2's 0.2; a fifth of a digit is often another digit
 if big_batch_size is not None and big_batch_size > n:
@@ -1216,8 +1216,8 @@ verdicts.append(("SPICE > SPICE-Self > k-means on stage-1 features (train images
 kingdra_fashion = Path("..") / "results" / "04_kingdra" / "book-fashion-mnist" / "results.json"
 spice_fashion = [(f"reference {p_.parent.name}", results.headline(results.load(p_))["value"])
                  for p_ in sorted(reference_dir.glob("*/results.json"))
-                 if results.load(p_)["dataset"]["name"] == "fashion_mnist"]
-if dataset == "fashion_mnist":
+                 if results.load(p_)["dataset"]["name"] == "fashion-mnist"]
+if dataset == "fashion-mnist":
     spice_fashion.append(("this build", spice_scores["train"]["acc"]))
 if kingdra_fashion.exists():
     kingdra_value = results.headline(results.load(kingdra_fashion))["value"]
