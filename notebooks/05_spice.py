@@ -1182,11 +1182,16 @@ report.glue("ref_self_acc", float(ref_numbers.get("SPICE-Self (train)", float("n
 report.glue("ref_spice_acc", float(ref_numbers.get("SPICE (train)", float("nan"))))
 report.glue("ref_kmeans_acc", float(ref_numbers.get("k-means (stage-1 features) (train)", float("nan"))))
 report.glue("ref_moco_epochs", results.load(ref_path)["parameters"]["moco_epochs"] if ref_path.exists() else 0)
+report.glue("ref_joint_epochs", results.load(ref_path)["parameters"]["joint_epochs"] if ref_path.exists() else 0)
 ref_reliable = {row["metric"]: row["value"] for row in (results.load(ref_path)["rows"] if ref_path.exists() else [])
                 if row["experiment"] == "reliable"}
 report.glue("ref_reliable_acc", float(ref_reliable.get("acc", float("nan"))))
 report.glue("ref_reliable_size", int(ref_reliable.get("size", 0)))
 report.glue("ref_empty_clusters", int(ref_reliable.get("empty_clusters", 0)))
+ref_probe = {row["method"]: row["value"] for row in (results.load(ref_path)["rows"] if ref_path.exists() else [])
+             if row["experiment"] == "table6" and row["setting"] == "linear probe, held-out"}
+report.glue("ref_linear_after", float(ref_probe.get("feature model, after", float("nan"))))
+report.glue("ref_spice_acc_test", float(ref_numbers.get("SPICE (held-out)", float("nan"))))
 pd.DataFrame(columns).round(4)
 
 # %% [markdown]
@@ -1259,18 +1264,20 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # The committed reference run (the `paper` profile's heads, views and FixMatch batch on the CPU
 # network, {glue:text}`ref_moco_epochs` MoCo epochs; its budget is in the reference table) gives
 # k-means {glue:text}`ref_kmeans_acc:.3f`, SPICE-Self {glue:text}`ref_self_acc:.3f` and SPICE
-# {glue:text}`ref_spice_acc:.3f`. Its reliable set holds {glue:text}`ref_reliable_size` images,
-# {glue:text}`ref_empty_clusters` clusters without any, and its labels are only
-# {glue:text}`ref_reliable_acc:.3f` accurate, below SPICE-Self's accuracy on all images. Our
-# reading, not yet tested: a cluster that merges two classes is wide, so its members' neighbours
-# agree with them more often than those of a small, pure cluster, and Eq. (7) certifies the merged
-# clusters first; the per-cluster counts printed with Eq. (7) above are where to look. What holds the numbers down at these budgets is stage 2: the
-# prototypes of Eq. (3) are means over $M$ confident samples, and on features whose classes are
-# not yet compact (k-means tells how compact) the $B/K$ samples nearest a prototype reach into
-# other classes. Several clusters then have no reliable sample at all, and stage 3 cannot recover a
-# cluster the reliable set does not contain. The paper starts from MoCo features trained for 1,000
-# epochs on a GPU; users of the official code report SPICE-Self at 65-70% on CIFAR-10 (not 84%)
-# with a MoCo model they trained themselves.
+# {glue:text}`ref_spice_acc:.3f` ({glue:text}`ref_spice_acc_test:.3f` on held-out images). Its
+# reliable set holds {glue:text}`ref_reliable_size` images, {glue:text}`ref_empty_clusters`
+# clusters without any, and their pseudo-labels are {glue:text}`ref_reliable_acc:.3f` accurate:
+# as in the paper (96.5% against 83.8% on CIFAR-10), Eq. (7) picks out labels far more accurate
+# than SPICE-Self's on all images, and stage 3 turns them into a better classifier. With the
+# `book` profile's few epochs the features are weaker, the reliable set is smaller and less
+# accurate, and {glue:text}`joint_epochs_run` joint epochs (a few dozen FixMatch steps) are too few for stage 3
+# to add much; the printed numbers above show where this build stands. SPICE stays below the 0.95
+# target and below a linear probe trained with the true labels on its own features
+# ({glue:text}`ref_linear_after:.3f`): the paper puts SPICE within 2 points of a supervised network
+# after a thousand MoCo epochs and a million FixMatch steps on a GPU, where this run had
+# {glue:text}`ref_moco_epochs` and {glue:text}`ref_joint_epochs` joint epochs on two CPU cores. Users of the official code
+# report SPICE-Self at 65-70% on CIFAR-10 (not 84%) with a MoCo model they trained themselves:
+# the feature model decides most of it.
 
 # %% [markdown]
 # ## Differences from the paper
