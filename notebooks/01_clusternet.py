@@ -68,6 +68,7 @@ pretrain_epochs = None    # autoencoder pretraining epochs (paper: 100); None: t
 finetune_epochs = None    # ClusterNet epochs (paper: 60); None: the profile's
 margin = 2.0              # hinge margin m of Eq. (6)-(7) (not given in the paper; Hsu-Kira use 2)
 center_counts = "running"  # N_k of Eq. (12)-(13): "running" over all of training, or "epoch" (restart each epoch)
+unlabelled_pairs = "unlabelled"  # Eq. (15)'s pairs: two unlabelled points, or "cross" (unlabelled with labelled)
 learning_rate = None      # Adam learning rate (paper: 1e-4); None: the profile's
 batch_size = 256          # unlabelled images per fine-tuning step (not given in the paper)
 pretrain_batch_size = 64  # images per pretraining step (not given in the paper)
@@ -104,6 +105,7 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   **({"label_fraction": label_fraction} if label_fraction is not None else {}),
                   labels_per_class=labels_per_class, pretrain_epochs=pretrain_epochs,
                   finetune_epochs=finetune_epochs, margin=margin, center_counts=center_counts,
+                  unlabelled_pairs=unlabelled_pairs,
                   learning_rate=learning_rate,
                   batch_size=batch_size, pretrain_batch_size=pretrain_batch_size, n_runs=n_runs,
                   n_samples=n_samples))
@@ -178,8 +180,8 @@ if K < full.n_classes:
 record = results.Recorder("01_clusternet", profile,
                           dict(dataset=dataset, seed=seed, n_clusters=K, label_fraction=label_fraction,
                                labels_per_class=labels_per_class,
-                               margin=margin, center_counts=center_counts, batch_size=batch_size,
-                               pretrain_batch_size=pretrain_batch_size,
+                               margin=margin, center_counts=center_counts, unlabelled_pairs=unlabelled_pairs,
+                               batch_size=batch_size, pretrain_batch_size=pretrain_batch_size,
                                sweep=sweep, ablation=ablation,
                                **vars(budget)), seed, full,
                           device=describe_device(device))
@@ -470,7 +472,8 @@ assert torch.isclose(cluster_loss(z_check, c_check, a_check), by_hand)
 # $q$ from $p$ and vice versa": in each term the first argument is a constant, as in Hsu and
 # Kira {cite}`hsu2015pairwise`. Pairs come from labels (Eq. (14)): same class is similar, different
 # classes dissimilar; for unlabelled points the predicted clusters of Eq. (10) play the labels'
-# role (Eq. (15)). The labelled loss (Eq. (6)) averages separately over the two pair sets,
+# role (Eq. (15); `unlabelled_pairs="cross"` pairs them with the labelled points instead, as
+# Eq. (15) is printed, see "Differences from the paper"). The labelled loss (Eq. (6)) averages separately over the two pair sets,
 #
 # $$\mathcal{L}^l_{pair} = \frac{1}{|\mathcal{T}^l_{sim}|}\sum_{\mathcal{T}^l_{sim}} \big(KL(p\|q)+KL(q\|p)\big)
 # + \frac{1}{|\mathcal{T}^l_{dissim}|}\sum_{\mathcal{T}^l_{dissim}} \big([m - KL(p\|q)]_+ + [m - KL(q\|p)]_+\big),$$
@@ -605,6 +608,28 @@ assert schedule(60) == (5, 40)
 # only; labels never enter training there).
 
 # %%
+def cross_constraints(a_u: torch.Tensor, y_l: torch.Tensor) -> torch.Tensor:
+    """Eq. (15) as printed: pairs of an unlabelled point (predicted cluster) and a labelled one (class).
+
+    The constraints over [unlabelled, labelled] points, with the pairs inside each part unknown."""
+    constraints = constraints_from_labels(torch.cat([a_u, y_l]))
+    from_unlabelled = torch.arange(len(constraints), device=constraints.device) < len(a_u)
+    constraints[from_unlabelled[:, None] == from_unlabelled[None, :]] = 0
+    return constraints
+
+
+def unlabelled_pair_loss(p_u, a_u, p_l, y_l) -> torch.Tensor:
+    """Eq. (7) over the pairs of Eq. (15): unlabelled-unlabelled, or unlabelled-labelled ("cross")."""
+    if unlabelled_pairs == "cross":
+        return clusternet_pair_loss(torch.cat([p_u, p_l]), cross_constraints(a_u, y_l), margin)
+    return clusternet_pair_loss(p_u, constraints_from_labels(a_u), margin)
+
+
+check_cross = cross_constraints(torch.tensor([0, 1]), torch.tensor([0, 1, 1]))
+assert check_cross.tolist() == [[0, 0, 1, -1, -1], [0, 0, -1, 1, 1], [1, -1, 0, 0, 0],
+                                [-1, 1, 0, 0, 0], [-1, 1, 0, 0, 0]]
+
+
 def batch_terms(model, xb_u, a_u, xb_l, y_l, centers) -> dict:
     """Every term of Eq. (3) for one mini-batch (centres fixed)."""
     z, recon = model(torch.cat([xb_u, xb_l]))
@@ -612,7 +637,7 @@ def batch_terms(model, xb_u, a_u, xb_l, y_l, centers) -> dict:
     p_u, p_l = assignment_probs(z_u, centers), assignment_probs(z_l, centers)
     return {"pair_l": clusternet_pair_loss(p_l, constraints_from_labels(y_l), margin),      # Eq. (6), (14)
             "cluster_l": cluster_loss(z_l, centers, y_l),                                    # Eq. (5), (11)
-            "pair_u": clusternet_pair_loss(p_u, constraints_from_labels(a_u), margin),      # Eq. (7), (15)
+            "pair_u": unlabelled_pair_loss(p_u, a_u, p_l, y_l),                              # Eq. (7), (15)
             "cluster_u": cluster_loss(z_u, centers, a_u),                                    # Eq. (4), (10)
             "recon": reconstruction_loss(recon, torch.cat([xb_u, xb_l])),                    # Eq. (8)
             "z_u": z_u.detach(), "z_l": z_l.detach()}
@@ -1266,8 +1291,11 @@ report.glue("finetune_minutes", finetune_seconds / 60)
 #   terms see only the pairs within a batch and gain from larger ones;
 #   pairs are formed within each part; the predicted clusters of Eq. (10) are recomputed once per
 #   epoch (Alg. 2, step II), the probabilities of Eq. (16) at every step.
-# * **Eq. (15)** is printed with labelled-set symbols; we read it as pairs of *unlabelled* points
-#   with equal / different predicted clusters.
+# * **Eq. (15)** is printed with labelled-set symbols: its similar pairs join two labelled points,
+#   its dissimilar pairs an unlabelled point with a labelled one. We read it as pairs of two
+#   *unlabelled* points with equal / different predicted clusters (our default). The printed
+#   reading, an unlabelled point (with its predicted cluster) paired with each labelled point of the
+#   batch, runs with `unlabelled_pairs="cross"`; {ref}`sec-gap` compares the two.
 # * **Budgets.** The `paper` profile follows Sec. 5.1 (100 + 60 epochs, Adam $10^{-4}$, five runs).
 #   The `book` profile must finish in minutes on 2 CPU cores: fewer epochs, learning rate
 #   $10^{-3}$ to compensate, one run per label fraction (so no standard deviations), Table 5's 5%

@@ -107,6 +107,9 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # Chapter 1 (ClusterNet): the counts N_k of Eq. (12)-(13) run over all of training (DCN's
            # rule) or restart every epoch ("the number of samples assigned in the current iteration")
            "center_counts": ("running", "epoch"),
+           # Chapter 1: Eq. (15)'s unlabelled pairs, two unlabelled points or (as printed) an
+           # unlabelled point with a labelled one
+           "unlabelled_pairs": ("unlabelled", "cross"),
            # Chapter 5 (SPICE): Eq. (4)'s overlap assignment or Table VII's non-overlap one; the head's
            # loss, Eq. (5)'s double softmax or Table VII's alternatives
            "assignment": ("overlap", "non-overlap"),
