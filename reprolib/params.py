@@ -110,6 +110,8 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # Chapter 1: Eq. (15)'s unlabelled pairs, two unlabelled points or (as printed) an
            # unlabelled point with a labelled one
            "unlabelled_pairs": ("unlabelled", "cross"),
+           # Chapter 1's diagnostic: Eq. (6)'s labelled pairs, or cross-entropy on Eq. (16)
+           "labelled_loss": ("pairs", "ce"),
            # Chapter 5 (SPICE): Eq. (4)'s overlap assignment or Table VII's non-overlap one; the head's
            # loss, Eq. (5)'s double softmax or Table VII's alternatives
            "assignment": ("overlap", "non-overlap"),
