@@ -1250,9 +1250,9 @@ ax.axvline(paper_steps, color="k", ls="--", lw=1)
 ax.set(xscale="symlog", xlabel="gradient steps of fine-tuning (log scale)", ylabel="accuracy, unlabelled training images",
        title=f"This build; dashed: the paper's 60 epochs of MNIST-train at batch {batch_size}")
 ax.legend(fontsize=8)
-plt.show()
 report.glue("paper_steps", paper_steps)
 report.glue("build_steps", budget.finetune_epochs * -(-(len(x_train) - len(cn_labelled)) // batch_size))
+plt.show()
 
 # %% [markdown]
 # **What these measurements say.** With the paper's count of labels (120 images per class, its 2%
