@@ -81,6 +81,25 @@ def git_commit(path: Path | None = None) -> str | None:
     return commit
 
 
+def run_commit(notebook_dir: Path | None = None) -> str | None:
+    """The commit a run's code comes from: the checkout holding the notebook (the working directory
+    by default), with ``+reprolib.<commit>`` appended when reprolib is imported from another
+    checkout (a shared or installed environment), so a record names both pieces of code it ran."""
+    notebook_dir = Path(notebook_dir or Path.cwd()).resolve()
+    here, package = git_commit(notebook_dir), git_commit()
+    if here is None or package is None or _toplevel(notebook_dir) == _toplevel(Path(__file__).resolve().parent):
+        return here or package
+    return f"{here}+reprolib.{package}"
+
+
+def _toplevel(path: Path) -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _plain(value: Any) -> Any:
     """JSON-friendly Python values (NumPy and torch scalars become floats and ints)."""
     if hasattr(value, "item") and callable(value.item):
@@ -113,7 +132,7 @@ class Recorder:
             from .device import describe_device
             device = describe_device()
         self.device = device
-        self.git_commit = git_commit()  # the code the run starts from, not HEAD when it ends
+        self.git_commit = run_commit()  # the code the run starts from, not HEAD when it ends
         self.rows: list[dict] = []
 
     def add(self, experiment: str, method: str, dataset: str, setting: str, metric: str,

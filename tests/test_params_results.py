@@ -116,3 +116,19 @@ def test_a_record_names_uncommitted_changes_with_their_diff(tmp_path):
     assert dirty.startswith(clean + "+dirty.") and len(dirty) == 40 + len("+dirty.") + 12
     (tmp_path / "code.py").write_text("a = 3\n")
     assert results.git_commit(tmp_path) != dirty  # another diff, another hash
+
+
+def test_a_record_names_both_checkouts_when_reprolib_comes_from_another(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    package_commit = results.git_commit()
+    assert results.run_commit(Path(results.__file__).parent) == package_commit  # same checkout: one commit
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "notebook.py").write_text("x = 1\n")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "notebook.py"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"], cwd=tmp_path, check=True)
+    recorded = results.run_commit(tmp_path)
+    assert recorded.startswith(results.git_commit(tmp_path))
+    if package_commit is not None:  # reprolib is in a git checkout (not an installed wheel)
+        assert recorded.endswith("+reprolib." + package_commit)
