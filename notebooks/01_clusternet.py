@@ -1062,7 +1062,8 @@ plt.show()
 #   120 per class for its 2%;
 # * *the margin* $m$ of Eq. (6)-(7), at 2% labels;
 # * *the other open choices*, at 2% labels, one at a time: the centre counts of Eq. (12)-(13)
-#   restarting every epoch (`center_counts="epoch"`), the batch size and the learning rate.
+#   restarting every epoch (`center_counts="epoch"`), the batch size, the learning rate, and
+#   Eq. (15) read as printed (`unlabelled_pairs="cross"`).
 #
 # Each row shows the accuracy on the unlabelled training images and on the held-out images, the
 # supervised floor at the same labels, and the paper's number for the same count where it has one.
