@@ -1292,8 +1292,10 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # as in the paper (96.5% against 83.8% on CIFAR-10), Eq. (7) picks out labels far more accurate
 # than SPICE-Self's on all images, and stage 3 turns them into a better classifier. With the
 # `book` profile's few epochs the features are weaker, the reliable set is smaller and less
-# accurate, and {glue:text}`joint_epochs_run` joint epochs (a few dozen FixMatch steps) are too few for stage 3
-# to add much; the printed numbers above show where this build stands. SPICE stays below the 0.95
+# accurate, and stage 3's {glue:text}`joint_epochs_run` joint epochs (a few dozen FixMatch steps) add
+# little or nothing to SPICE-Self. More joint epochs are not the cure at this budget: a trial
+# with five instead of three scored lower and took nearly all of the chapter's six minutes. The printed
+# numbers above show where this build stands. SPICE stays below the 0.95
 # target and below a linear probe trained with the true labels on its own features
 # ({glue:text}`ref_linear_after:.3f`): the paper puts SPICE within 2 points of a supervised network
 # after a thousand MoCo epochs and a million FixMatch steps on a GPU, where this run had
