@@ -1332,8 +1332,8 @@ ledger.round(4)
 #   $m = 2$: choosing $m$ by accuracy would tune on the labels we score with.
 # * *The size of the pool.* On Fashion-MNIST with 30 labels per class and the epochs fixed (so
 #   the larger pools also get more updates), accuracy {glue:text}`pool_trend`: it goes from
-#   {glue:text}`pool_smallest_acc:.3f` with {glue:text}`pool_smallest` training images to
-#   {glue:text}`pool_largest_acc:.3f` with {glue:text}`pool_largest`, and lies between
+#   {glue:text}`pool_smallest_acc:.3f` with {glue:text}`pool_smallest:,` training images to
+#   {glue:text}`pool_largest_acc:.3f` with {glue:text}`pool_largest:,`, and lies between
 #   {glue:text}`pool_min_acc:.3f` and {glue:text}`pool_max_acc:.3f` over the
 #   {glue:text}`pool_count` pools (one run each). ClusterNet's margin over the floor is
 #   {glue:text}`pool_smallest_margin:+.3f` at the smallest pool and
@@ -1341,7 +1341,7 @@ ledger.round(4)
 #   pool as large as the paper's would by itself close the gap.
 # * *Gradient steps* are not measured: this build makes {glue:text}`build_steps` fine-tuning
 #   updates at the headline budget, and the paper's 60 epochs of MNIST-train at our batch size
-#   would be {glue:text}`paper_steps`. Pretraining would add far more. On 2 CPU cores that is hours
+#   would be {glue:text}`paper_steps:,`. Pretraining would add far more. On 2 CPU cores that is hours
 #   per run. The `paper` profile's reference run (below) makes 60 epochs of our data and gains
 #   over the book profile, but stays below the paper.
 
