@@ -64,17 +64,9 @@ def git_commit(path: Path | None = None) -> str | None:
     being the first 12 hex digits of the SHA-256 of ``git diff HEAD``: a record never claims a
     commit whose code it did not run."""
     path = path or Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=30,
-                              check=True).stdout
-
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        if not commit:
-            return None
-        diff = git("diff", "HEAD")
-    except (OSError, subprocess.SubprocessError):
+    commit = (_git(path, "rev-parse", "HEAD") or "").strip()
+    diff = _git(path, "diff", "HEAD") if commit else None
+    if not commit or diff is None:
         return None
     if diff:
         commit += "+dirty." + hashlib.sha256(diff.encode()).hexdigest()[:12]
@@ -87,15 +79,18 @@ def run_commit(notebook_dir: Path | None = None) -> str | None:
     checkout (a shared or installed environment), so a record names both pieces of code it ran."""
     notebook_dir = Path(notebook_dir or Path.cwd()).resolve()
     here, package = git_commit(notebook_dir), git_commit()
-    if here is None or package is None or _toplevel(notebook_dir) == _toplevel(Path(__file__).resolve().parent):
+    same_checkout = (_git(notebook_dir, "rev-parse", "--show-toplevel")
+                     == _git(Path(__file__).resolve().parent, "rev-parse", "--show-toplevel"))
+    if here is None or package is None or same_checkout:
         return here or package
     return f"{here}+reprolib.{package}"
 
 
-def _toplevel(path: Path) -> str | None:
+def _git(path: Path, *args: str) -> str | None:
+    """The output of `git <args>` run in `path`, as git wrote it; None outside a git checkout."""
     try:
-        return subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, timeout=30,
+                              check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
 
