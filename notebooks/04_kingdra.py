@@ -1147,6 +1147,64 @@ for folder, prefix in (("paper-mnist5k", "ref_paper"), ("book-fashion-mnist", "r
 pd.DataFrame(columns).round(4)
 
 # %% [markdown]
+# (sec-kd-data-size)=
+# ## Is the gap the size of the data?
+#
+# The paper's single Ladder-IM clusters 95.4% of MNIST's 70,000 images (Table 1); ours, on the
+# 5,000 MNIST images available offline, {glue:text}`ladder_im_acc:.3f` in this build and
+# {glue:text}`ref_paper_ladder_im:.3f` in the `paper`-width reference run. The first suspect is the
+# data: on 5,000 points a network of 2.4 million weights can draw many balanced, confident
+# partitions that the ladder's noise does not tell apart. MNIST's other 65,000 images are a
+# download, but Fashion-MNIST's 70,000 are here. So: one Ladder-IM model of the paper's widths
+# (784-1200-1200-10), the same number of steps (5 epochs of 70,000, the released code's first
+# phase, = 70 epochs of 5,000), trained on a stratified 5,000 and on all 70,000 Fashion-MNIST
+# images and scored on the images it trained on, as the paper scores. Runs committed under
+# `results/04_kingdra/data-size-fashion/` (the `COMMAND` file holds the two sweeps).
+
+# %%
+def ladder_im_row(record_: dict) -> dict:
+    """Image count, steps of the first phase, and the single Ladder-IM accuracy of a run."""
+    p_ = record_["parameters"]
+    n_ = p_["n_samples"]  # both runs set it
+    return {"images": n_, "epochs": p_["initial_epochs"], "steps": p_["initial_epochs"] * (n_ // p_["batch_size"]),
+            "Ladder-IM (one model)": key_numbers(record_).get("LADDER-IM", float("nan")),
+            "minutes": record_["wall_clock_seconds"] / 60}
+
+
+size_table = pd.DataFrame([ladder_im_row(results.load(path)) for path in
+                           sorted((reference_dir / "data-size-fashion").glob(f"*/{results.RESULTS_FILE}"))])
+if len(size_table):
+    size_table = size_table.sort_values("images").reset_index(drop=True)
+    small, large = size_table.iloc[0], size_table.iloc[-1]
+    report.glue("size_small_n", int(small["images"]))
+    report.glue("size_large_n", int(large["images"]))
+    report.glue("size_small_acc", float(small["Ladder-IM (one model)"]))
+    report.glue("size_large_acc", float(large["Ladder-IM (one model)"]))
+    report.glue("size_change", float(large["Ladder-IM (one model)"] - small["Ladder-IM (one model)"]))
+    report.glue("size_verdict", "more images did not raise it" if large["Ladder-IM (one model)"] <= small[
+        "Ladder-IM (one model)"] else "more images raised it")
+else:  # the runs are not committed in this checkout
+    for key_ in ("size_small_n", "size_large_n", "size_small_acc", "size_large_acc", "size_change"):
+        report.glue(key_, float("nan"))
+    report.glue("size_verdict", "no committed runs to say")
+size_table.round(4)
+
+# %% [markdown]
+# With the steps fixed, {glue:text}`size_large_n:,` images instead of
+# {glue:text}`size_small_n:,` move one Ladder-IM model from {glue:text}`size_small_acc:.3f` to
+# {glue:text}`size_large_acc:.3f` ({glue:text}`size_change:+.3f`): on Fashion-MNIST
+# {glue:text}`size_verdict`. Fashion-MNIST is not MNIST (the paper has no Fashion-MNIST number,
+# and its classes overlap more), so this does not rule the data out for MNIST, but it gives no
+# support to the idea that 14 times more images would by themselves lift our Ladder-IM from
+# {glue:text}`ref_paper_ladder_im:.3f` to the paper's 0.954. In scratch trials on `mnist5k` (one
+# seed, not recorded here) matching the released code's first phase step for step (70 epochs)
+# left two models near where 30 epochs leave them, and the released code's unnormalised top layer (no batch norm on the logits, the
+# decoder fed the noisy logits) with its IM weights scored lower than our Rasmus-style top layer.
+# The gap to the paper's Ladder-IM therefore stays unexplained here; the `paper` profile on a GPU
+# (10 models, 70 epochs) and MNIST's full 70,000 images (on Colab, `dataset=mnist`) are the tests
+# left.
+
+# %% [markdown]
 # ## Targets
 #
 # Issue 9 sets, on `mnist5k`: Kingdra-Ladder-IM at least 0.88 at the `book` profile and 0.95 at
@@ -1208,7 +1266,7 @@ _ = report.glue("initial_epochs_run", budget.initial_epochs)
 # ensemble to {glue:text}`headline_acc:.3f`. Ladder-Dot gives {glue:text}`dot_acc:.3f` alone and
 # {glue:text}`kingdra_dot_acc:.3f` with Kingdra. What separates us from the paper's numbers is
 # the base model: after {glue:text}`initial_epochs_run` epochs on 5,000 images our Ladder-IM is far
-# from the paper's 95% on 70,000, and Alg. 1 can only find as many classes as all the models
+# from the paper's 95% on 70,000 (whether the data size explains that: {ref}`sec-kd-data-size`), and Alg. 1 can only find as many classes as all the models
 # already separate alike. With weak models, full agreement holds for a few classes only: the
 # first iteration's mini-clusters cover {glue:text}`clusters_first` of
 # {glue:text}`n_clusters_run` clusters, and a class without a mini-cluster never gets a
