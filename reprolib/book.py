@@ -63,7 +63,7 @@ def _stamp(source: Path, profile: str) -> str:
 
 def _run_page(source: Path, profile: str, force: bool) -> Path:
     """Execute one page unless its last run is current; return the executed .ipynb."""
-    from .runner import KERNEL_START_TIMEOUT_S, execute, output_dir_for, to_ipynb
+    from .runner import execute, execute_notebook, output_dir_for, to_ipynb
     out = RUNS / source.stem
     executed, stamp_file = out / f"{source.stem}.ipynb", out / "stamp"
     stamp = _stamp(source, profile)
@@ -76,13 +76,9 @@ def _run_page(source: Path, profile: str, force: bool) -> Path:
     if source.parent.name == "notebooks":
         execute(source, profile, {}, out)
     else:
-        import papermill
         out.mkdir(parents=True, exist_ok=True)
         ipynb = to_ipynb(source, out)
-        papermill.execute_notebook(str(ipynb), str(executed), kernel_name="python3",
-                                   parameters={"output_dir": output_dir_for(source, out)},
-                                   cwd=str(source.parent), start_timeout=KERNEL_START_TIMEOUT_S,
-                                   progress_bar=False)
+        execute_notebook(ipynb, executed, {"output_dir": output_dir_for(source, out)}, source.parent)
     stamp_file.write_text(stamp)
     print(f"[book] {source.relative_to(ROOT)} done in {time.perf_counter() - started:.0f} s", flush=True)
     return executed

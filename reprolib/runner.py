@@ -25,6 +25,11 @@ EXIT_BAD_PARAMETER = 2
 # papermill waits 60 s for a kernel by default; on two busy cores (a sweep with two workers next
 # to the test suite) starting one has taken longer, and the point failed with "Kernel didn't respond".
 KERNEL_START_TIMEOUT_S = 600
+# Kernels talk over TCP on ports jupyter_client picks free and then releases; two kernels started
+# at the same moment (a sweep's parallel points) can pick the same port, and the loser dies with
+# "Address already in use" before it runs any cell. Such a start is tried again.
+KERNEL_START_ATTEMPTS = 3
+KERNEL_DIED = "Kernel died before replying to kernel_info"
 
 
 def parse_value(text: str) -> Any:
@@ -89,7 +94,6 @@ def output_dir_for(source: Path, out: Path) -> str:
 
 def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> dict:
     """Check the parameters, run the notebook, return its results record."""
-    import papermill
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ipynb = to_ipynb(source, Path(tmp))
@@ -98,11 +102,25 @@ def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> di
         P.check(values, defaults)
         values["output_dir"] = output_dir_for(source, out)
         executed = out / (source.stem + ".ipynb")
-        papermill.execute_notebook(str(ipynb), str(executed), parameters=values,
-                                   kernel_name="python3", cwd=str(source.resolve().parent),
-                                   start_timeout=KERNEL_START_TIMEOUT_S,
-                                   progress_bar=sys.stderr.isatty())
+        execute_notebook(ipynb, executed, values, source.resolve().parent, progress_bar=sys.stderr.isatty())
     return load_results(out / RESULTS_FILE)
+
+
+def execute_notebook(ipynb: Path, executed: Path, parameters: dict[str, Any], cwd: Path,
+                     progress_bar: bool = False) -> None:
+    """papermill.execute_notebook, started again when the kernel dies before running any cell."""
+    import papermill
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            papermill.execute_notebook(str(ipynb), str(executed), parameters=parameters, kernel_name="python3",
+                                       cwd=str(cwd), start_timeout=KERNEL_START_TIMEOUT_S,
+                                       progress_bar=progress_bar)
+            return
+        except RuntimeError as error:
+            if KERNEL_DIED not in str(error) or attempt == KERNEL_START_ATTEMPTS:
+                raise
+            print(f"[reprolib] the kernel died while starting ({error}); starting it again "
+                  f"(attempt {attempt + 1} of {KERNEL_START_ATTEMPTS})", file=sys.stderr, flush=True)
 
 
 def _add_chapter_arguments(command: argparse.ArgumentParser) -> None:

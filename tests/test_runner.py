@@ -67,3 +67,40 @@ def test_a_chapters_own_parameter_check_exits_2_with_the_message(root, tmp_path)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: parameter 'dataset': stl10 has 96-pixel images; Table 1's DCAE takes sides 28, 16, 32, 8"]
     assert not (tmp_path / "results.json").exists()
+
+
+class FlakyPapermill:
+    """Stands in for papermill.execute_notebook: raises `errors` in turn, then succeeds."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls = list(errors), 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+
+def test_a_kernel_that_dies_while_starting_is_started_again(monkeypatch, tmp_path):
+    import papermill
+    from reprolib import runner
+    died = RuntimeError(runner.KERNEL_DIED)
+    flaky = FlakyPapermill(died, died)
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    runner.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    assert flaky.calls == 3
+
+
+def test_a_kernel_that_keeps_dying_or_another_error_is_raised(monkeypatch, tmp_path):
+    import papermill
+    from reprolib import runner
+    always = FlakyPapermill(*[RuntimeError(runner.KERNEL_DIED)] * runner.KERNEL_START_ATTEMPTS)
+    monkeypatch.setattr(papermill, "execute_notebook", always)
+    with pytest.raises(RuntimeError, match=runner.KERNEL_DIED):
+        runner.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    assert always.calls == runner.KERNEL_START_ATTEMPTS
+    other = FlakyPapermill(RuntimeError("a cell failed"))
+    monkeypatch.setattr(papermill, "execute_notebook", other)
+    with pytest.raises(RuntimeError, match="a cell failed"):
+        runner.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    assert other.calls == 1
