@@ -1173,20 +1173,16 @@ def ladder_im_row(record_: dict) -> dict:
 
 size_table = pd.DataFrame([ladder_im_row(results.load(path)) for path in
                            sorted((reference_dir / "data-size-fashion").glob(f"*/{results.RESULTS_FILE}"))])
+glued = dict(size_small_n=np.nan, size_large_n=np.nan, size_small_acc=np.nan, size_large_acc=np.nan, size_change=np.nan,
+             size_verdict="no committed runs to say")  # where this checkout lacks the runs
 if len(size_table):
     size_table = size_table.sort_values("images").reset_index(drop=True)
-    small, large = size_table.iloc[0], size_table.iloc[-1]
-    report.glue("size_small_n", int(small["images"]))
-    report.glue("size_large_n", int(large["images"]))
-    report.glue("size_small_acc", float(small["Ladder-IM (one model)"]))
-    report.glue("size_large_acc", float(large["Ladder-IM (one model)"]))
-    report.glue("size_change", float(large["Ladder-IM (one model)"] - small["Ladder-IM (one model)"]))
-    report.glue("size_verdict", "more images did not raise it" if large["Ladder-IM (one model)"] <= small[
-        "Ladder-IM (one model)"] else "more images raised it")
-else:  # the runs are not committed in this checkout
-    for key_ in ("size_small_n", "size_large_n", "size_small_acc", "size_large_acc", "size_change"):
-        report.glue(key_, float("nan"))
-    report.glue("size_verdict", "no committed runs to say")
+    (n_small, acc_small), (n_large, acc_large) = size_table[["images", "Ladder-IM (one model)"]].iloc[[0, -1]].values
+    glued = dict(size_small_n=int(n_small), size_large_n=int(n_large), size_small_acc=float(acc_small),
+                 size_large_acc=float(acc_large), size_change=float(acc_large - acc_small),
+                 size_verdict="more images did not raise it" if acc_large <= acc_small else "more images raised it")
+for key_, value_ in glued.items():
+    report.glue(key_, value_)
 size_table.round(4)
 
 # %% [markdown]
