@@ -116,7 +116,9 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # loss, Eq. (5)'s double softmax or Table VII's alternatives
            "assignment": ("overlap", "non-overlap"),
            "head_loss": ("double-softmax", "ce", "tce", "entropy"),
-           "joint_head": ("fresh", "selected")}
+           # Chapter 5's stage-3 head: a new head fitted to the reliable labels on the frozen
+           # features, a new untrained one, or stage 2's selected head
+           "joint_head": ("fitted", "fresh", "selected")}
 
 
 def _check_choice(name: str, value: Any) -> str | None:
