@@ -1255,8 +1255,7 @@ plt.show()
 # %%
 def batch_point(run_: dict) -> dict:
     """One committed run of the batch comparison: its batch, seed and accuracies."""
-    numbers_ = {f"{row['method']} ({row['setting']})": row["value"] for row in run_["rows"]
-                if row["experiment"] in ("table2", "table3") and row["metric"] == "acc"}
+    numbers_ = key_numbers(run_)
     reliable_ = {row["metric"]: row["value"] for row in run_["rows"] if row["experiment"] == "reliable"}
     return {"moco_batch": run_["parameters"]["moco_batch"], "seed": run_["parameters"]["seed"],
             "k-means (train)": numbers_.get("k-means (stage-1 features) (train)", np.nan),
