@@ -908,8 +908,8 @@ _ = record.add("benchmark", "reliable_pseudo_labels", "synthetic embeddings", "s
 #
 # **Which head.** Stage 3 can start from three heads (`joint_head`). Stage 2's selected head
 # (`selected`) has learned very large logits (its softmax must be near one-hot for the second
-# softmax to matter): used as the classifier here, the first epoch's loss was 21 and three epochs
-# of FixMatch took the feature model's linear-probe accuracy from 0.90 to 0.48 in our trials. A
+# softmax to matter), which makes it a poor start for FixMatch's cross-entropy (the comparison
+# below gives its first-epoch loss and what joint training does to the features). A
 # new, untrained head (`fresh`, as the official code starts a new network from the reliable
 # labels) is confident about nothing: Eq. (8) keeps almost no unlabelled image in the first
 # epochs, so Eq. (9)'s consistency term hardly acts, and the few dozen steps of the `book` profile
@@ -1079,6 +1079,12 @@ def stage3_summary(run_: dict) -> dict:
             "starting head (train)": start_[0] if start_ else np.nan,
             "share above tau_c, epoch 1": shares_[0] if shares_ else np.nan,
             "share above tau_c, epoch by epoch": " / ".join(f"{v:.2f}" for v in shares_),
+            "loss, epoch 1": next((r["value"] for r in run_["rows"] if r["experiment"] == "stage3"
+                                   and r["metric"] == "loss"), np.nan),
+            **{f"linear probe {stage_} (held-out)": next(
+                (r["value"] for r in run_["rows"] if r["experiment"] == "table6"
+                 and r["method"] == f"feature model, {stage_}" and r["setting"] == "linear probe, held-out"), np.nan)
+               for stage_ in ("before", "after")},
             "SPICE (train)": numbers_.get("SPICE (train)", np.nan),
             "SPICE (held-out)": numbers_.get("SPICE (held-out)", np.nan)}
 
@@ -1091,6 +1097,10 @@ for head_name_ in ("fresh", "fitted", "selected"):   # NaN until the comparison 
     report.glue(f"jh_{head_name_}_spice", float(row_.get("SPICE (train)", np.nan)))
     report.glue(f"jh_{head_name_}_start", float(row_.get("starting head (train)", np.nan)))
     report.glue(f"jh_{head_name_}_first_share", float(row_.get("share above tau_c, epoch 1", np.nan)))
+    report.glue(f"jh_{head_name_}_first_loss", float(row_.get("loss, epoch 1", np.nan)))
+    report.glue(f"jh_{head_name_}_probe_after", float(row_.get("linear probe after (held-out)", np.nan)))
+report.glue("jh_probe_before", float(joint_head_table["linear probe before (held-out)"].iloc[0])
+            if len(joint_head_table) else np.nan)
 report.glue("jh_self", float(joint_head_table["SPICE-Self (train)"].iloc[0]) if len(joint_head_table) else np.nan)
 joint_head_table.round(4)
 
@@ -1100,7 +1110,11 @@ joint_head_table.round(4)
 # from the fitted head and {glue:text}`jh_selected_spice:.3f` from the selected one. In the first
 # epoch Eq. (8) keeps a share of {glue:text}`jh_fresh_first_share:.2f` of the unlabelled images with
 # the untrained head, {glue:text}`jh_fitted_first_share:.2f` with the fitted one and
-# {glue:text}`jh_selected_first_share:.2f` with the selected one. The fitted head scores
+# {glue:text}`jh_selected_first_share:.2f` with the selected one. The selected head's first epoch
+# has a loss of {glue:text}`jh_selected_first_loss:.1f` (the fitted head's:
+# {glue:text}`jh_fitted_first_loss:.2f`), and its joint training takes the feature model's
+# linear-probe accuracy from {glue:text}`jh_probe_before:.3f` to
+# {glue:text}`jh_selected_probe_after:.3f` (fitted: {glue:text}`jh_fitted_probe_after:.3f`). The fitted head scores
 # {glue:text}`jh_fitted_start:.3f` before any joint step (a classifier of the reliable set on the
 # frozen features), and the joint epochs take it to {glue:text}`jh_fitted_spice:.3f`.
 
