@@ -1368,6 +1368,10 @@ pd.DataFrame(columns).round(4)
 
 # %%
 targets = {"book": 0.85, "paper": 0.95}
+ref_400_ = references.get("paper-mnist5k-moco400-fitted")  # glued for the prose below
+ref_400_spice_ = results.headline(ref_400_)["value"] if ref_400_ else np.nan
+report.glue("ref_400_margin", float(ref_400_spice_ - targets["paper"]))
+report.glue("ref_400_verdict", "meets" if ref_400_spice_ >= targets["paper"] else "does not meet")
 verdicts = []
 if dataset == "mnist5k" and profile in targets:
     verdicts.append((f"SPICE ACC >= {targets[profile]} ({profile}, this build)", f"{spice_scores['train']['acc']:.4f}",
@@ -1466,7 +1470,15 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # {glue:text}`ref_400_kmeans_acc:.3f`, SPICE-Self {glue:text}`ref_400_self_acc:.4f` and SPICE
 # {glue:text}`ref_400_spice_acc:.4f` ({glue:text}`ref_400_spice_acc_test:.3f` held-out), from a
 # reliable set of {glue:text}`ref_400_reliable_size` images, {glue:text}`ref_400_reliable_acc:.3f`
-# accurate; its linear probe after joint training reaches {glue:text}`ref_400_linear_after:.3f`. With the
+# accurate; its linear probe after joint training reaches {glue:text}`ref_400_linear_after:.3f`.
+# This run {glue:text}`ref_400_verdict` the `paper` profile's 0.95 target (by
+# {glue:text}`ref_400_margin:+.4f`), with one seed: at the `book` profile the seeds alone moved
+# SPICE by up to {glue:text}`batch_spread_64:.2f` (the seeds section above), so we do not claim that
+# another seed would land above 0.95 too. The longer stage 1 helps k-means on the features most
+# (from {glue:text}`ref_fitted_kmeans_acc:.3f` at {glue:text}`ref_fitted_moco_epochs` epochs to
+# {glue:text}`ref_400_kmeans_acc:.3f`); SPICE-Self moves from {glue:text}`ref_fitted_self_acc:.4f` to
+# {glue:text}`ref_400_self_acc:.4f` and SPICE from {glue:text}`ref_fitted_spice_acc:.4f` to
+# {glue:text}`ref_400_spice_acc:.4f`. With the
 # `book` profile's few epochs the features are weaker and the reliable set is smaller and less
 # accurate. Stage 3's {glue:text}`joint_epochs_run` joint epochs are a few dozen FixMatch steps;
 # in the committed comparison after stage 3 they give SPICE {glue:text}`jh_fresh_spice:.3f` from an
