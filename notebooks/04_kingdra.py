@@ -1135,10 +1135,11 @@ for path in sorted(reference_dir.glob("*/results.json")):
     reference_run = results.load(path)
     p_ = reference_run["parameters"]
     columns[f"reference: {path.parent.name} ({p_['n_models']} models of {p_['n_hidden']}, {p_['initial_epochs']} + "
-            f"{p_['n_iterations']} x {p_['iteration_epochs']} epochs, {reference_run['wall_clock_seconds'] / 60:.0f} min, "
-            f"{reference_run['device']})"] = key_numbers(reference_run)
+            f"{p_['n_iterations']} x {p_['iteration_epochs']} epochs, {p_['im_weights']} IM weights, "
+            f"{reference_run['wall_clock_seconds'] / 60:.0f} min, {reference_run['device']})"] = key_numbers(reference_run)
 columns[f"this build ({profile}, {dataset})"] = key_numbers(record.to_dict())
-for folder, prefix in (("paper-mnist5k", "ref_paper"), ("book-fashion-mnist", "ref_fashion")):
+for folder, prefix in (("paper-mnist5k", "ref_paper"), ("book-fashion-mnist", "ref_fashion"),
+                       ("paper-mnist5k-released", "ref_released")):
     path = reference_dir / folder / "results.json"  # glued for the prose (NaN where the run is absent)
     numbers = key_numbers(results.load(path)) if path.exists() else {}
     for method, key in (("KINGDRA-LADDER-IM", "kingdra"), ("LADDER-IM", "ladder_im"),
@@ -1192,13 +1193,79 @@ size_table.round(4)
 # {glue:text}`size_verdict`. Fashion-MNIST is not MNIST (the paper has no Fashion-MNIST number,
 # and its classes overlap more), so this does not rule the data out for MNIST, but it gives no
 # support to the idea that 14 times more images would by themselves lift our Ladder-IM from
-# {glue:text}`ref_paper_ladder_im:.3f` to the paper's 0.954. In scratch trials on `mnist5k` (one
-# seed, not recorded here) matching the released code's first phase step for step (70 epochs)
-# left two models near where 30 epochs leave them, and the released code's unnormalised top layer (no batch norm on the logits, the
-# decoder fed the noisy logits) with its IM weights scored lower than our Rasmus-style top layer.
-# The gap to the paper's Ladder-IM therefore stays unexplained here; the `paper` profile on a GPU
-# (10 models, 70 epochs) and MNIST's full 70,000 images (on Colab, `dataset=mnist`) are the tests
-# left.
+# {glue:text}`ref_paper_ladder_im:.3f` to the paper's 0.954. The next section measures two
+# suspects on `mnist5k` itself.
+
+# %% [markdown]
+# (sec-kd-weights-budget)=
+# ## Is the gap our IM weights or our budget?
+#
+# Two choices of ours could hold Ladder-IM back as well. The IM weights: we follow Eq. (11)'s
+# $\alpha = \beta = 1$, while the released code computes $0.1\,(H(Y\mid X) - 4H(Y))$, which leaves
+# the clean-vs-noisy KL term of Eq. (10) the strongest of the three and rewards balanced clusters
+# four times more. And the length of the first phase: the `paper`-width reference run has 30
+# epochs, while the released code's first phase is as many steps as 70 epochs of 5,000 images. One
+# Ladder-IM model of the paper's widths (784-1200-1200-10) on `mnist5k`, both weightings after 30
+# epochs (seed 0) and after 70 epochs (seeds 0, 1 and 2), scored on the images it trained on. Runs
+# committed under `results/04_kingdra/im-weights-budget/` (the `COMMAND` file holds the sweeps).
+
+# %%
+def weights_budget_row(record_: dict) -> dict:
+    """IM weights, first-phase epochs, seed and the single Ladder-IM accuracy of a run."""
+    p_ = record_["parameters"]
+    return {"IM weights": p_["im_weights"], "epochs": p_["initial_epochs"], "seed": p_["seed"],
+            "Ladder-IM (one model)": key_numbers(record_).get("LADDER-IM", float("nan")),
+            "minutes (whole run)": record_["wall_clock_seconds"] / 60}
+
+
+weights_runs = sorted((reference_dir / "im-weights-budget").glob(f"*/{results.RESULTS_FILE}"))
+weights_table = pd.DataFrame([weights_budget_row(results.load(path)) for path in weights_runs],
+                             columns=["IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"])
+weights_summary = (weights_table.groupby(["IM weights", "epochs"])["Ladder-IM (one model)"]
+                   .agg(["mean", "min", "max", "count"]).rename(columns={"count": "seeds"}))
+for weights_ in ("paper", "released"):   # NaN where this checkout lacks the runs
+    for epochs_ in (30, 70):
+        row_ = weights_summary.loc[(weights_, epochs_)] if (weights_, epochs_) in weights_summary.index else None
+        report.glue(f"wb_{weights_}_{epochs_}", float(row_["mean"]) if row_ is not None else np.nan)
+        report.glue(f"wb_{weights_}_{epochs_}_min", float(row_["min"]) if row_ is not None else np.nan)
+        report.glue(f"wb_{weights_}_{epochs_}_max", float(row_["max"]) if row_ is not None else np.nan)
+        report.glue(f"wb_{weights_}_{epochs_}_seeds", int(row_["seeds"]) if row_ is not None else 0)
+seeds_70 = weights_table[weights_table["epochs"] == 70].pivot(index="seed", columns="IM weights",
+                                                             values="Ladder-IM (one model)")
+wins_ = int((seeds_70["released"] > seeds_70["paper"]).sum()) if {"paper", "released"} <= set(seeds_70) else 0
+report.glue("wb_released_wins", wins_)
+report.glue("wb_pairs", int(seeds_70.dropna().shape[0]) if len(seeds_70) else 0)
+means_70 = {w_: weights_summary.loc[(w_, 70), "mean"] for w_ in ("paper", "released") if (w_, 70) in weights_summary.index}
+report.glue("wb_gain_70", float(means_70["released"] - means_70["paper"]) if len(means_70) == 2 else np.nan)
+report.glue("wb_best", float(weights_table["Ladder-IM (one model)"].max()) if len(weights_table) else np.nan)
+report.glue("wb_gap_70", float(PAPER_TABLE2_MNIST["LADDER-IM"][0] - means_70.get("released", np.nan)))
+display(weights_table.sort_values(["IM weights", "epochs", "seed"]).round(4))
+weights_summary.round(4)
+
+# %% [markdown]
+# With the paper's weights one model clusters {glue:text}`wb_paper_30:.3f` of the images after 30
+# epochs and {glue:text}`wb_paper_70:.3f` on average after 70 ({glue:text}`wb_paper_70_min:.3f` to
+# {glue:text}`wb_paper_70_max:.3f` over {glue:text}`wb_paper_70_seeds` seeds): the released code's
+# number of steps does not help it. With the released code's weights the same model reaches
+# {glue:text}`wb_released_30:.3f` after 30 epochs and {glue:text}`wb_released_70:.3f` on average
+# after 70 ({glue:text}`wb_released_70_min:.3f` to {glue:text}`wb_released_70_max:.3f`), above the
+# paper's weights for {glue:text}`wb_released_wins` of {glue:text}`wb_pairs` seeds, by
+# {glue:text}`wb_gain_70:+.3f` on average. The ensembles do not confirm it. The committed reference
+# run `paper-mnist5k-released` is the `paper`-width reference run again with the released weights
+# (five models, 30 epochs; budget in the reference table): its five models average
+# {glue:text}`ref_released_ladder_im:.3f`, its ensemble {glue:text}`ref_released_ensemble:.3f` and
+# Kingdra-Ladder-IM {glue:text}`ref_released_kingdra:.3f`, against {glue:text}`ref_paper_ladder_im:.3f`,
+# {glue:text}`ref_paper_ensemble:.3f` and {glue:text}`ref_paper_kingdra:.3f` with the paper's
+# weights. One model's accuracy varies widely with its initialisation, so three single-model seeds
+# and one ensemble of five do not settle which weighting is better here. What both say is that
+# neither the weighting nor the released code's number of steps brings one model near the paper's
+# Ladder-IM: the best single run above is {glue:text}`wb_best:.3f`, and the released weights' mean
+# after 70 epochs is {glue:text}`wb_gap_70:.3f` below the paper's 0.950 (Table 2). The chapter keeps
+# Eq. (11) as printed as the default (the house rule: implement the paper as written and show where
+# the code differs); `-p im_weights=released` switches. What is left to test: the released code's
+# unnormalised top layer (not a parameter here), the separate passes of Alg. 2 (see the
+# differences below), more seeds, and MNIST's full 70,000 images with the `paper` profile on a GPU
+# (on Colab, `dataset=mnist`).
 
 # %% [markdown]
 # ## Targets
@@ -1224,7 +1291,8 @@ for path in sorted(reference_dir.glob("*/results.json")):  # the committed runs,
         value = results.headline(reference_run)["value"]
         verdicts.append((f"Kingdra-Ladder-IM >= {targets[reference_run['profile']]} (reference {path.parent.name}: "
                          f"{p_['n_models']} models, {p_['initial_epochs']} + {p_['n_iterations']} x "
-                         f"{p_['iteration_epochs']} epochs)", f"{value:.4f}", value >= targets[reference_run["profile"]]))
+                         f"{p_['iteration_epochs']} epochs, {p_['im_weights']} IM weights)", f"{value:.4f}",
+                         value >= targets[reference_run["profile"]]))
 if experiments:
     verdicts.append(("Kingdra > Ladder-IM ensemble >= Ladder-IM > k-means",
                      " / ".join(f"{t2[m_]:.4f}" for m_ in ("KINGDRA-LADDER-IM", "LADDER-IM-ensemble", "LADDER-IM", "K-means")),
@@ -1262,7 +1330,7 @@ _ = report.glue("initial_epochs_run", budget.initial_epochs)
 # ensemble to {glue:text}`headline_acc:.3f`. Ladder-Dot gives {glue:text}`dot_acc:.3f` alone and
 # {glue:text}`kingdra_dot_acc:.3f` with Kingdra. What separates us from the paper's numbers is
 # the base model: after {glue:text}`initial_epochs_run` epochs on 5,000 images our Ladder-IM is far
-# from the paper's 95% on 70,000 (whether the data size explains that: {ref}`sec-kd-data-size`), and Alg. 1 can only find as many classes as all the models
+# from the paper's 95% on 70,000 (whether the data size explains that: {ref}`sec-kd-data-size`; the IM weights and the budget: {ref}`sec-kd-weights-budget`), and Alg. 1 can only find as many classes as all the models
 # already separate alike. With weak models, full agreement holds for a few classes only: the
 # first iteration's mini-clusters cover {glue:text}`clusters_first` of
 # {glue:text}`n_clusters_run` clusters, and a class without a mini-cluster never gets a
@@ -1298,8 +1366,8 @@ _ = report.glue("initial_epochs_run", budget.initial_epochs)
 #   averages of the clean path), where the released code normalises with the statistics of the
 #   batch it predicts.
 # * **IM weights.** Eq. (11) as printed ($\alpha = \beta = 1$, $H(Y)$ weighted 1), not the released
-#   code's $0.1\,(H(Y\mid X) - 4H(Y))$; `im_weights = "released"` switches, and the ablation shows
-#   both.
+#   code's $0.1\,(H(Y\mid X) - 4H(Y))$; `im_weights = "released"` switches, and the ablation and
+#   {ref}`sec-kd-weights-budget` show both.
 # * **KL direction (Eq. 10).** $KL(p(y\mid x)\,\|\,p(\tilde y\mid x))$ with the clean side constant, as
 #   in the released code; the paper's notation leaves the order and the stopped gradient open.
 # * **Ladder-Dot** is not in the released code. We apply Eq. (12) to the clean and the noisy outputs
@@ -1308,6 +1376,12 @@ _ = report.glue("initial_epochs_run", budget.initial_epochs)
 #   `high_precision_clusters`' docstring. The released code also requires every model's largest
 #   output above 0.9 for a point to have strong edges, and adds only non-empty mini-clusters; we do
 #   neither.
+# * **Batches of Alg. 2, lines 9-10.** Each step passes the unlabelled and the pseudo-labelled
+#   points through the network together, so batch normalisation and the denoising costs see both;
+#   the released code passes them separately and takes the denoising cost on the unlabelled points
+#   only. The released code also starts supervised training only once every class has a
+#   mini-cluster (otherwise it trains on without pseudo-labels or reuses an earlier set); we train
+#   on whatever mini-clusters are non-empty and stop only when all are empty.
 # * **Pseudo-labels.** Eq. (3) (the mode) by default; the released code's Hungarian matching with
 #   `pseudo_labels = "hungarian"`. Pseudo-labelled points are drawn class-balanced at random
 #   (the released code cycles through the mini-clusters in turn), as many per step as unlabelled
