@@ -1487,7 +1487,7 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 # build stands. The paper puts SPICE within 2 points of a supervised network after a thousand MoCo
 # epochs and a million FixMatch steps on a GPU; our reference runs had at most
 # {glue:text}`ref_400_moco_epochs` MoCo epochs and {glue:text}`ref_joint_epochs` joint epochs on two
-# CPU cores, and the targets below say which targets they meet. Users of the official code
+# CPU cores, and the targets table above says which targets they meet. Users of the official code
 # report SPICE-Self at 65-70% on CIFAR-10 (not 84%) with a MoCo model they trained themselves:
 # the feature model decides most of it.
 #
