@@ -1223,13 +1223,13 @@ weights_table = pd.DataFrame([weights_budget_row(results.load(path)) for path in
                              columns=["IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"])
 weights_summary = (weights_table.groupby(["IM weights", "epochs"])["Ladder-IM (one model)"]
                    .agg(["mean", "min", "max", "count"]).rename(columns={"count": "seeds"}))
-for weights_ in ("paper", "released"):   # NaN where this checkout lacks the runs
+absent_ = pd.Series({"mean": np.nan, "min": np.nan, "max": np.nan, "seeds": 0})  # where this checkout lacks the runs
+for weights_ in ("paper", "released"):
     for epochs_ in (30, 70):
-        row_ = weights_summary.loc[(weights_, epochs_)] if (weights_, epochs_) in weights_summary.index else None
-        report.glue(f"wb_{weights_}_{epochs_}", float(row_["mean"]) if row_ is not None else np.nan)
-        report.glue(f"wb_{weights_}_{epochs_}_min", float(row_["min"]) if row_ is not None else np.nan)
-        report.glue(f"wb_{weights_}_{epochs_}_max", float(row_["max"]) if row_ is not None else np.nan)
-        report.glue(f"wb_{weights_}_{epochs_}_seeds", int(row_["seeds"]) if row_ is not None else 0)
+        row_ = weights_summary.loc[(weights_, epochs_)] if (weights_, epochs_) in weights_summary.index else absent_
+        for stat_, suffix_ in (("mean", ""), ("min", "_min"), ("max", "_max")):
+            report.glue(f"wb_{weights_}_{epochs_}{suffix_}", float(row_[stat_]))
+        report.glue(f"wb_{weights_}_{epochs_}_seeds", int(row_["seeds"]))
 seeds_70 = weights_table[weights_table["epochs"] == 70].pivot(index="seed", columns="IM weights",
                                                              values="Ladder-IM (one model)")
 wins_ = int((seeds_70["released"] > seeds_70["paper"]).sum()) if {"paper", "released"} <= set(seeds_70) else 0

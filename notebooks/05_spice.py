@@ -1069,6 +1069,12 @@ def key_numbers(record_: dict) -> dict:
             if row["experiment"] in ("table2", "table3") and row["metric"] == "acc"}
 
 
+def linear_probes(run_: dict) -> dict:
+    """A run's held-out linear-probe accuracy of the feature model (Table VI), by "before" / "after" joint training."""
+    return {row["method"].removeprefix("feature model, "): row["value"] for row in run_["rows"]
+            if row["experiment"] == "table6" and row["setting"] == "linear probe, held-out"}
+
+
 def stage3_summary(run_: dict) -> dict:
     """A committed run's stage-3 start and end: the starting head's accuracy, the share above tau_c per epoch, SPICE."""
     head_ = run_["parameters"]["joint_head"]
@@ -1081,10 +1087,7 @@ def stage3_summary(run_: dict) -> dict:
             "share above tau_c, epoch by epoch": " / ".join(f"{v:.2f}" for v in shares_),
             "loss, epoch 1": next((r["value"] for r in run_["rows"] if r["experiment"] == "stage3"
                                    and r["metric"] == "loss"), np.nan),
-            **{f"linear probe {stage_} (held-out)": next(
-                (r["value"] for r in run_["rows"] if r["experiment"] == "table6"
-                 and r["method"] == f"feature model, {stage_}" and r["setting"] == "linear probe, held-out"), np.nan)
-               for stage_ in ("before", "after")},
+            **{f"linear probe {stage_} (held-out)": linear_probes(run_).get(stage_, np.nan) for stage_ in ("before", "after")},
             "SPICE (train)": numbers_.get("SPICE (train)", np.nan),
             "SPICE (held-out)": numbers_.get("SPICE (held-out)", np.nan)}
 
@@ -1338,8 +1341,7 @@ def glue_reference(prefix: str, run_: dict | None) -> None:
     numbers_ = key_numbers(run_) if run_ else {}
     rows_ = run_["rows"] if run_ else []
     reliable_ = {row["metric"]: row["value"] for row in rows_ if row["experiment"] == "reliable"}
-    probe_ = {row["method"]: row["value"] for row in rows_
-              if row["experiment"] == "table6" and row["setting"] == "linear probe, held-out"}
+    probe_ = linear_probes(run_) if run_ else {}
     for key_, column_ in (("kmeans_acc", "k-means (stage-1 features) (train)"), ("self_acc", "SPICE-Self (train)"),
                           ("spice_acc", "SPICE (train)"), ("spice_acc_test", "SPICE (held-out)")):
         report.glue(f"{prefix}_{key_}", float(numbers_.get(column_, float("nan"))))
@@ -1348,7 +1350,7 @@ def glue_reference(prefix: str, run_: dict | None) -> None:
     report.glue(f"{prefix}_reliable_acc", float(reliable_.get("acc", float("nan"))))
     report.glue(f"{prefix}_reliable_size", int(reliable_.get("size", 0)))
     report.glue(f"{prefix}_empty_clusters", int(reliable_.get("empty_clusters", 0)))
-    report.glue(f"{prefix}_linear_after", float(probe_.get("feature model, after", float("nan"))))
+    report.glue(f"{prefix}_linear_after", float(probe_.get("after", float("nan"))))
 
 
 glue_reference("ref", references.get("paper-mnist5k"))
