@@ -62,6 +62,7 @@ n_clusters = None            # output units K; None: the number of classes
 n_models = None              # ensemble size m (paper: 10); None: the profile's
 n_hidden = None              # units of each of the two hidden layers (paper: 1200); None: the profile's
 noise_std = 0.3              # std of the ladder's Gaussian noise on every layer (released code: 0.3)
+top_layer = "batch-norm"     # batch-norm: the output layer normalised like the others (Rasmus et al.) | linear: unnormalised (released code)
 im_weights = "paper"         # paper: Eq. (11) with alpha and beta 1 | released: the weights of the released code
 pseudo_labels = "mode"       # mode: Eq. (3) | hungarian: the released code's one-to-one matching
 t_pos = None                 # strong positive edge: at least t_pos models agree; None: n_models (paper)
@@ -102,6 +103,8 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
 if not (isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool) and noise_std >= 0):
     raise params.ParameterError("noise_std", f"must be a number >= 0; got {noise_std!r}")
+if top_layer not in ("batch-norm", "linear"):
+    raise params.ParameterError("top_layer", f"must be 'batch-norm' or 'linear'; got {top_layer!r}")
 
 BUDGETS = {
     "smoke": dict(n_models=3, n_hidden=64, initial_epochs=2, n_iterations=2, iteration_epochs=1, batch_size=64,
@@ -187,8 +190,8 @@ else:
 X = X.float().to(device)
 n, D = X.shape
 record = results.Recorder("04_kingdra", profile,
-                          dict(dataset=dataset, seed=seed, n_clusters=K, noise_std=noise_std, im_weights=im_weights,
-                               pseudo_labels=pseudo_labels, t_pos=T_POS, t_neg=T_NEG, experiments=experiments,
+                          dict(dataset=dataset, seed=seed, n_clusters=K, noise_std=noise_std, top_layer=top_layer,
+                               im_weights=im_weights, pseudo_labels=pseudo_labels, t_pos=T_POS, t_neg=T_NEG, experiments=experiments,
                                **vars(budget)),
                           seed, full, device=describe_device(device))
 checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
@@ -243,12 +246,13 @@ class LadderEnsemble(nn.Module):
     """m ladder networks (Rasmus et al. 2015) with layers `sizes`, trained side by side.
 
     Encoder layer l: z = BN(h W_l) (+ noise on the noisy path), h = ReLU(z + beta_l); the top
-    layer gives logits gamma * (z + beta). Decoder: u = BN(V_l z_hat_{l+1}), z_hat_l = g(z_noisy_l, u).
+    layer gives logits gamma * (z + beta), or with `top = "linear"` (the released code's) z = h W_L
+    unnormalised (+ noise) and logits z + beta. Decoder: u = BN(V_l z_hat_{l+1}), z_hat_l = g(z_noisy_l, u).
     """
 
-    def __init__(self, m: int, sizes: list[int], noise: float):
+    def __init__(self, m: int, sizes: list[int], noise: float, top: str = "batch-norm"):
         super().__init__()
-        self.m, self.sizes, self.noise = m, list(sizes), noise
+        self.m, self.sizes, self.noise, self.top = m, list(sizes), noise, top
         L = len(sizes) - 1
 
         def glorot(fan_in, fan_out):
@@ -271,7 +275,9 @@ class LadderEnsemble(nn.Module):
         zs, means, stds = [h], [None], [None]
         for l in range(L):
             z_pre = torch.bmm(h, self.W[l])
-            if self.training:
+            if l == L - 1 and self.top == "linear":  # the released code's output layer: no batch norm
+                z, mean, std = z_pre, torch.zeros_like(z_pre[:, :1]), torch.ones_like(z_pre[:, :1])
+            elif self.training:
                 z, mean, std = batch_norm(z_pre)
                 if not noise:  # population statistics from the clean path, for evaluation
                     with torch.no_grad():
@@ -284,7 +290,10 @@ class LadderEnsemble(nn.Module):
             if noise:
                 z = z + noise * torch.randn_like(z)
             zs.append(z), means.append(mean), stds.append(std)
-            h = F.relu(z + self.beta[l]) if l < L - 1 else self.gamma * (z + self.beta[l])
+            if l < L - 1:
+                h = F.relu(z + self.beta[l])
+            else:
+                h = z + self.beta[l] if self.top == "linear" else self.gamma * (z + self.beta[l])
         return h, zs, means, stds
 
     def combinator(self, l: int, z_noisy: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -319,7 +328,7 @@ class LadderEnsemble(nn.Module):
 
     def subset(self, models: list[int]) -> "LadderEnsemble":
         """A new ensemble holding copies of the given models (for Table 1 and Appendix C.1)."""
-        new = LadderEnsemble(len(models), self.sizes, self.noise).to(next(self.parameters()).device)
+        new = LadderEnsemble(len(models), self.sizes, self.noise, self.top).to(next(self.parameters()).device)
         index = torch.as_tensor(models)
         sources = dict(self.named_parameters(), **dict(self.named_buffers()))
         with torch.no_grad():
@@ -342,7 +351,7 @@ def supervised_loss(noisy_logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 sizes = [D, budget.n_hidden, budget.n_hidden, K]
 training.seed_everything(seed)
-probe = LadderEnsemble(2, [6, 5, 4, 3], noise_std).to(device)
+probe = LadderEnsemble(2, [6, 5, 4, 3], noise_std, top_layer).to(device)
 x_probe = torch.rand(2, 8, 6, device=device)
 torch.manual_seed(1)
 _, _, costs_probe = probe(x_probe)
@@ -551,7 +560,7 @@ def predict(net: LadderEnsemble) -> torch.Tensor:
 
 def new_ensemble(m: int, run: int) -> tuple[LadderEnsemble, torch.optim.Optimizer]:
     training.seed_everything(training.run_seed(seed, run))
-    net = LadderEnsemble(m, sizes, noise_std).to(device)
+    net = LadderEnsemble(m, sizes, noise_std, top_layer).to(device)
     return net, torch.optim.Adam(net.parameters(), lr=budget.learning_rate)
 
 # %% [markdown]
@@ -962,7 +971,7 @@ def prior_rule_labels(rule: str, net: LadderEnsemble, j: int, probs_j: torch.Ten
 
 table1_rows = []
 if experiments:
-    reference = LadderEnsemble(M, sizes, noise_std).to(device)
+    reference = LadderEnsemble(M, sizes, noise_std, top_layer).to(device)
     reference.load_state_dict(run_im["initial_state"])
     net_t1 = reference.subset([0, 0, 0])
     optimiser_t1 = torch.optim.Adam(net_t1.parameters(), lr=budget.learning_rate)
@@ -1013,7 +1022,7 @@ if experiments:
         if count == M:
             accuracy = headline_acc
         else:
-            base = LadderEnsemble(M, sizes, noise_std).to(device)
+            base = LadderEnsemble(M, sizes, noise_std, top_layer).to(device)
             base.load_state_dict(run_im["initial_state"])
             net_c = base.subset(list(range(count)))
             found = kingdra(f"c1-{count}", "im", net_c, torch.optim.Adam(net_c.parameters(), lr=budget.learning_rate),
