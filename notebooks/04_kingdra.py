@@ -1220,35 +1220,53 @@ size_table.round(4)
 
 # %%
 def weights_budget_row(record_: dict) -> dict:
-    """IM weights, first-phase epochs, seed and the single Ladder-IM accuracy of a run."""
+    """Output layer, IM weights, first-phase epochs, seed and the single Ladder-IM accuracy of a run."""
     p_ = record_["parameters"]
-    return {"IM weights": p_["im_weights"], "epochs": p_["initial_epochs"], "seed": p_["seed"],
+    return {"top layer": p_.get("top_layer", "batch-norm"),  # runs from before the parameter: batch-norm
+            "IM weights": p_["im_weights"], "epochs": p_["initial_epochs"], "seed": p_["seed"],
             "Ladder-IM (one model)": key_numbers(record_).get("LADDER-IM", float("nan")),
             "minutes (whole run)": record_["wall_clock_seconds"] / 60}
 
 
+WB_COLUMNS = ["top layer", "IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"]
 weights_runs = sorted((reference_dir / "im-weights-budget").glob(f"*/{results.RESULTS_FILE}"))
-weights_table = pd.DataFrame([weights_budget_row(results.load(path)) for path in weights_runs],
-                             columns=["IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"])
-weights_summary = (weights_table.groupby(["IM weights", "epochs"])["Ladder-IM (one model)"]
+weights_table = pd.DataFrame([weights_budget_row(results.load(path)) for path in weights_runs], columns=WB_COLUMNS)
+weights_summary = (weights_table.groupby(["top layer", "IM weights", "epochs"])["Ladder-IM (one model)"]
                    .agg(["mean", "min", "max", "count"]).rename(columns={"count": "seeds"}))
 absent_ = pd.Series({"mean": np.nan, "min": np.nan, "max": np.nan, "seeds": 0})  # where this checkout lacks the runs
-for weights_ in ("paper", "released"):
-    for epochs_ in (30, 70):
-        row_ = weights_summary.loc[(weights_, epochs_)] if (weights_, epochs_) in weights_summary.index else absent_
-        for stat_, suffix_ in (("mean", ""), ("min", "_min"), ("max", "_max")):
-            report.glue(f"wb_{weights_}_{epochs_}{suffix_}", float(row_[stat_]))
-        report.glue(f"wb_{weights_}_{epochs_}_seeds", int(row_["seeds"]))
-seeds_70 = weights_table[weights_table["epochs"] == 70].pivot(index="seed", columns="IM weights",
-                                                             values="Ladder-IM (one model)")
+for top_, prefix_ in (("batch-norm", "wb"), ("linear", "wb_linear")):
+    for weights_ in ("paper", "released"):
+        for epochs_ in (30, 70):
+            key_ = (top_, weights_, epochs_)
+            row_ = weights_summary.loc[key_] if key_ in weights_summary.index else absent_
+            for stat_, suffix_ in (("mean", ""), ("min", "_min"), ("max", "_max")):
+                report.glue(f"{prefix_}_{weights_}_{epochs_}{suffix_}", float(row_[stat_]))
+            report.glue(f"{prefix_}_{weights_}_{epochs_}_seeds", int(row_["seeds"]))
+at_70 = weights_table[weights_table["epochs"] == 70]
+seeds_70 = at_70[at_70["top layer"] == "batch-norm"].pivot(index="seed", columns="IM weights",
+                                                            values="Ladder-IM (one model)")
 wins_ = int((seeds_70["released"] > seeds_70["paper"]).sum()) if {"paper", "released"} <= set(seeds_70) else 0
 report.glue("wb_released_wins", wins_)
 report.glue("wb_pairs", int(seeds_70.dropna().shape[0]) if len(seeds_70) else 0)
-means_70 = {w_: weights_summary.loc[(w_, 70), "mean"] for w_ in ("paper", "released") if (w_, 70) in weights_summary.index}
-report.glue("wb_gain_70", float(means_70["released"] - means_70["paper"]) if len(means_70) == 2 else np.nan)
-report.glue("wb_best", float(weights_table["Ladder-IM (one model)"].max()) if len(weights_table) else np.nan)
-report.glue("wb_gap_70", float(PAPER_TABLE2_MNIST["LADDER-IM"][0] - means_70.get("released", np.nan)))
-display(weights_table.sort_values(["IM weights", "epochs", "seed"]).round(4))
+
+
+def mean_70(top_: str, weights_: str) -> float:
+    key_ = (top_, weights_, 70)
+    return float(weights_summary.loc[key_, "mean"]) if key_ in weights_summary.index else np.nan
+
+
+report.glue("wb_gain_70", mean_70("batch-norm", "released") - mean_70("batch-norm", "paper"))
+report.glue("wb_best", float(weights_table.loc[weights_table["top layer"] == "batch-norm", "Ladder-IM (one model)"].max()))
+report.glue("wb_gap_70", PAPER_TABLE2_MNIST["LADDER-IM"][0] - mean_70("batch-norm", "released"))
+# the output layer: the same seeds with the released code's unnormalised top layer
+by_seed_ = at_70.pivot_table(index=["IM weights", "seed"], columns="top layer", values="Ladder-IM (one model)")
+paired_ = by_seed_.dropna() if {"batch-norm", "linear"} <= set(by_seed_.columns) else pd.DataFrame(columns=["batch-norm", "linear"])
+for weights_ in ("paper", "released"):
+    report.glue(f"wb_linear_gain_{weights_}", mean_70("linear", weights_) - mean_70("batch-norm", weights_))
+report.glue("wb_linear_wins", int((paired_["linear"] > paired_["batch-norm"]).sum()))
+report.glue("wb_linear_pairs", len(paired_))
+report.glue("wb_linear_best", float(weights_table.loc[weights_table["top layer"] == "linear", "Ladder-IM (one model)"].max()))
+display(weights_table.sort_values(["top layer", "IM weights", "epochs", "seed"]).round(4))
 weights_summary.round(4)
 
 # %% [markdown]
