@@ -65,6 +65,7 @@ noise_std = 0.3              # std of the ladder's Gaussian noise on every layer
 top_layer = "batch-norm"     # batch-norm: the output layer normalised like the others (Rasmus et al.) | linear: unnormalised (released code)
 im_weights = "paper"         # paper: Eq. (11) with alpha and beta 1 | released: the weights of the released code
 pseudo_labels = "mode"       # mode: Eq. (3) | hungarian: the released code's one-to-one matching
+pseudo_batches = "joint"     # Alg. 2 lines 9-10: joint (unlabelled and pseudo-labelled points in one pass) | separate (released code)
 t_pos = None                 # strong positive edge: at least t_pos models agree; None: n_models (paper)
 t_neg = None                 # strong negative edge: at least t_neg models disagree; None: n_models (paper)
 initial_epochs = None        # unsupervised epochs of Alg. 2 lines 1-4; None: the profile's
@@ -103,6 +104,8 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
 if not (isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool) and noise_std >= 0):
     raise params.ParameterError("noise_std", f"must be a number >= 0; got {noise_std!r}")
+if pseudo_batches not in ("joint", "separate"):
+    raise params.ParameterError("pseudo_batches", f"must be 'joint' or 'separate'; got {pseudo_batches!r}")
 if top_layer not in ("batch-norm", "linear"):
     raise params.ParameterError("top_layer", f"must be 'batch-norm' or 'linear'; got {top_layer!r}")
 
@@ -191,7 +194,8 @@ X = X.float().to(device)
 n, D = X.shape
 record = results.Recorder("04_kingdra", profile,
                           dict(dataset=dataset, seed=seed, n_clusters=K, noise_std=noise_std, top_layer=top_layer,
-                               im_weights=im_weights, pseudo_labels=pseudo_labels, t_pos=T_POS, t_neg=T_NEG, experiments=experiments,
+                               im_weights=im_weights, pseudo_labels=pseudo_labels,
+                               pseudo_batches=pseudo_batches, t_pos=T_POS, t_neg=T_NEG, experiments=experiments,
                                **vars(budget)),
                           seed, full, device=describe_device(device))
 checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
@@ -493,8 +497,11 @@ print(f"Eq. (10): {float(clean_noisy_kl(clean_l, noisy_l)[0]):.5f} = torch's kl_
 # One epoch passes every point once per model, in batches of `batch_size`, each model in its
 # own random order. In the pseudo-semi-supervised iterations each step also draws `batch_size`
 # pseudo-labelled points per model, class-balanced (a label uniformly, then one of its points; the
-# released code cycles through the mini-clusters in turn), and adds Eq. (8) on them. Adam at
-# `learning_rate`; checkpoints after every epoch, so an interrupted run resumes.
+# released code cycles through the mini-clusters in turn), and adds Eq. (8) on them. By default
+# both kinds of points share one pass through the network (`pseudo_batches = "joint"`), so batch
+# normalisation and the denoising cost see both; the released code gives the pseudo-labelled
+# points a noisy pass of their own (`"separate"`: their own batch statistics, no denoising cost on
+# them). Adam at `learning_rate`; checkpoints after every epoch, so an interrupted run resumes.
 
 # %%
 class PseudoLabelled:
@@ -530,11 +537,13 @@ def train_phase(net: LadderEnsemble, optimiser, kind: str, epochs: int, name: st
             x = X[orders[:, start:start + B]]
             if pseudo is not None:
                 picked, labels = pseudo.draw(B, rng)
-                x = torch.cat([x, X[picked]], dim=1)
+                if pseudo_batches == "joint":
+                    x = torch.cat([x, X[picked]], dim=1)
             clean, noisy, costs = net(x)
             terms = ladder_objective(kind, clean[:, :B], noisy[:, :B], costs, weights)
-            if pseudo is not None:
-                terms["sup"] = supervised_loss(noisy[:, B:], labels.to(device))   # Eq. (8)
+            if pseudo is not None:  # Eq. (8) on the noisy path: of the joint pass, or of a pass of its own
+                noisy_sup = noisy[:, B:] if pseudo_batches == "joint" else net.encoder(X[picked], net.noise)[0]
+                terms["sup"] = supervised_loss(noisy_sup, labels.to(device))
             loss = sum(terms.values()).sum()  # the models' losses are independent: sum = one step each
             optimiser.zero_grad()
             loss.backward()
@@ -1138,13 +1147,23 @@ def key_numbers(record_: dict) -> dict:
             if row["experiment"] == "table2" and row["metric"] == "acc"}
 
 
+def run_setting(p_: dict) -> str:
+    """A run's budget and choices in words; the output layer and the passes only where not the default."""
+    words_ = (f"{p_['n_models']} models, {p_['initial_epochs']} + {p_['n_iterations']} x {p_['iteration_epochs']} "
+              f"epochs, {p_['im_weights']} IM weights")
+    if p_.get("top_layer", "batch-norm") != "batch-norm":  # runs from before these parameters had the defaults
+        words_ += f", {p_['top_layer']} top layer"
+    if p_.get("pseudo_batches", "joint") != "joint":
+        words_ += f", {p_['pseudo_batches']} passes"
+    return words_
+
+
 reference_dir = Path("..") / "results" / "04_kingdra"
 columns = {"paper (MNIST)": {m_: v[0] for m_, v in PAPER_TABLE2_MNIST.items()}}
 for path in sorted(reference_dir.glob("*/results.json")):
     reference_run = results.load(path)
     p_ = reference_run["parameters"]
-    columns[f"reference: {path.parent.name} ({p_['n_models']} models of {p_['n_hidden']}, {p_['initial_epochs']} + "
-            f"{p_['n_iterations']} x {p_['iteration_epochs']} epochs, {p_['im_weights']} IM weights, "
+    columns[f"reference: {path.parent.name} ({run_setting(p_)}, {p_['n_hidden']} units, "
             f"{reference_run['wall_clock_seconds'] / 60:.0f} min, {reference_run['device']})"] = key_numbers(reference_run)
 columns[f"this build ({profile}, {dataset})"] = key_numbers(record.to_dict())
 for folder, prefix in (("paper-mnist5k", "ref_paper"), ("book-fashion-mnist", "ref_fashion"),
@@ -1317,8 +1336,7 @@ for path in sorted(reference_dir.glob("*/results.json")):  # the committed runs,
     if reference_run["dataset"]["name"] == "mnist5k" and reference_run["profile"] in targets:
         value = results.headline(reference_run)["value"]
         verdicts.append((f"Kingdra-Ladder-IM >= {targets[reference_run['profile']]} (reference {path.parent.name}: "
-                         f"{p_['n_models']} models, {p_['initial_epochs']} + {p_['n_iterations']} x "
-                         f"{p_['iteration_epochs']} epochs, {p_['im_weights']} IM weights)", f"{value:.4f}",
+                         f"{run_setting(p_)})", f"{value:.4f}",
                          value >= targets[reference_run["profile"]]))
 if experiments:
     verdicts.append(("Kingdra > Ladder-IM ensemble >= Ladder-IM > k-means",
