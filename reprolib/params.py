@@ -104,6 +104,10 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # released code's Hungarian matching
            "im_weights": ("paper", "released"),
            "pseudo_labels": ("mode", "hungarian"),
+           # Chapter 4's output layer, batch-normalised (Rasmus et al.) or not (the released code);
+           # Alg. 2's pseudo-labelled points in the unlabelled points' pass or in their own (released code)
+           "top_layer": ("batch-norm", "linear"),
+           "pseudo_batches": ("joint", "separate"),
            # Chapter 1 (ClusterNet): the counts N_k of Eq. (12)-(13) run over all of training (DCN's
            # rule) or restart every epoch ("the number of samples assigned in the current iteration")
            "center_counts": ("running", "epoch"),
