@@ -68,6 +68,7 @@ pseudo_labels = "mode"       # mode: Eq. (3) | hungarian: the released code's on
 pseudo_batches = "joint"     # Alg. 2 lines 9-10: joint (unlabelled and pseudo-labelled points in one pass) | separate (released code)
 t_pos = None                 # strong positive edge: at least t_pos models agree; None: n_models (paper)
 t_neg = None                 # strong negative edge: at least t_neg models disagree; None: n_models (paper)
+min_confidence = 0.0         # Alg. 1 only on points every model assigns with probability > this; 0: all (paper), 0.9: released code
 initial_epochs = None        # unsupervised epochs of Alg. 2 lines 1-4; None: the profile's
 n_iterations = None          # Kingdra iterations (Alg. 2 line 5); None: the profile's
 iteration_epochs = None      # epochs per iteration (Alg. 2 lines 9-10; released code: 5); None: the profile's
@@ -105,6 +106,8 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
 if not (isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool) and noise_std >= 0):
     raise params.ParameterError("noise_std", f"must be a number >= 0; got {noise_std!r}")
+if not (isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool) and 0 <= min_confidence < 1):
+    raise params.ParameterError("min_confidence", f"must be a number in [0, 1); got {min_confidence!r}")
 
 BUDGETS = {
     "smoke": dict(n_models=3, n_hidden=64, initial_epochs=2, n_iterations=2, iteration_epochs=1, batch_size=64,
@@ -192,8 +195,8 @@ n, D = X.shape
 record = results.Recorder("04_kingdra", profile,
                           dict(dataset=dataset, seed=seed, n_clusters=K, noise_std=noise_std, top_layer=top_layer,
                                im_weights=im_weights, pseudo_labels=pseudo_labels,
-                               pseudo_batches=pseudo_batches, t_pos=T_POS, t_neg=T_NEG, experiments=experiments,
-                               **vars(budget)),
+                               pseudo_batches=pseudo_batches, t_pos=T_POS, t_neg=T_NEG, min_confidence=min_confidence,
+                               experiments=experiments, **vars(budget)),
                           seed, full, device=describe_device(device))
 checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
 print(f"{full.name}: {n} images as {D}-d vectors, K = {K}, {M} models of {D}-{budget.n_hidden}-{budget.n_hidden}-{K}")
@@ -650,8 +653,9 @@ print("Eq. (3) mode labels and the Hungarian variant agree on a clean example; t
 # ## Alg. 2: iterative ensemble training
 #
 # `kingdra` follows Alg. 2: train the $m$ models with the unsupervised objective (lines 1-4);
-# then per iteration: mini-clusters from the ensemble's current predictions (line 6, Alg. 1),
-# pseudo-labels per model (line 8, Eq. 3), and `iteration_epochs` epochs of the objective plus
+# then per iteration: mini-clusters from the ensemble's current predictions (line 6, Alg. 1;
+# with `min_confidence` > 0, as in the released code's MNIST setting of 0.9, only points that every
+# model assigns with more than that probability enter the graph), pseudo-labels per model (line 8, Eq. 3), and `iteration_epochs` epochs of the objective plus
 # Eq. (8) (lines 9-10). Each iteration logs the ensemble's clustering accuracy (line 13 applied
 # to the current models), every model's accuracy, the number of pseudo-labels and their accuracy
 # (the share of mini-cluster points whose true class is their mini-cluster's majority class,
@@ -675,6 +679,16 @@ def mini_cluster_accuracy(S: list[np.ndarray]) -> tuple[int, float]:
     return len(index), metrics.cluster_acc(y_all[index], np.concatenate([np.full(len(s), k_) for k_, s in enumerate(members)]))
 
 
+def mini_clusters(probs: torch.Tensor, tp: int, tn: int) -> list[np.ndarray]:
+    """Alg. 1 on the ensemble's predictions (m, n, K); with `min_confidence` > 0 (the released code's
+    filter) only on the points whose largest output exceeds it in every model."""
+    pred = probs.argmax(-1).numpy()
+    if not min_confidence:
+        return high_precision_clusters(pred, K, tp, tn)
+    confident = np.flatnonzero((probs.max(-1).values > min_confidence).all(0).numpy())
+    return [confident[s] for s in high_precision_clusters(pred[:, confident], K, tp, tn)]
+
+
 def kingdra(name: str, kind: str, net: LadderEnsemble, optimiser, initial_epochs_: int, n_iterations_: int,
             rule: str = pseudo_labels) -> dict:
     """Alg. 2 on the ensemble `net`; returns per-iteration logs, predictions and mini-clusters.
@@ -685,11 +699,11 @@ def kingdra(name: str, kind: str, net: LadderEnsemble, optimiser, initial_epochs
     initial_state = {k_: v.clone() for k_, v in net.state_dict().items()}
     probs = predict(net)
     initial_probs = probs
-    S = high_precision_clusters(probs.argmax(-1).numpy(), K, tp, tn)
+    S = mini_clusters(probs, tp, tn)
     logs, graphs = [iteration_log(0, probs, S, *mini_cluster_accuracy(S), 0)], []
     for it in range(1, n_iterations_ + 1):                                                 # line 5
         pred = probs.argmax(-1).numpy()
-        S = high_precision_clusters(pred, K, tp, tn)                                       # line 6: Alg. 1
+        S = mini_clusters(probs, tp, tn)                                                   # line 6: Alg. 1
         n_pseudo, pseudo_acc = mini_cluster_accuracy(S)
         graphs.append(pred)
         if n_pseudo == 0:
@@ -804,7 +818,7 @@ def add_table2(method: str, values: list[float], note: str):
         record.add("table2", method, dataset, note, "acc_std", float(np.std(values)), paper=paper[1])
 
 
-initial_S = high_precision_clusters(run_im["initial_probs"].argmax(-1).numpy(), K, T_POS, T_NEG)
+initial_S = mini_clusters(run_im["initial_probs"], T_POS, T_NEG)
 if experiments:
     add_table2("K-means", [acc(KMeans(K, n_init=budget.kmeans_n_init, random_state=seed).fit_predict(X.cpu().numpy()))],
                "pixels, best of n_init")
@@ -1152,6 +1166,8 @@ def run_setting(p_: dict) -> str:
         words_ += f", {p_['top_layer']} top layer"
     if p_.get("pseudo_batches", "joint") != "joint":
         words_ += f", {p_['pseudo_batches']} passes"
+    if p_.get("min_confidence", 0.0):
+        words_ += f", graph on points above {p_['min_confidence']:g} confidence"
     return words_
 
 
