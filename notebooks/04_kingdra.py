@@ -63,6 +63,7 @@ n_models = None              # ensemble size m (paper: 10); None: the profile's
 n_hidden = None              # units of each of the two hidden layers (paper: 1200); None: the profile's
 noise_std = 0.3              # std of the ladder's Gaussian noise on every layer (released code: 0.3)
 top_layer = "batch-norm"     # batch-norm: the output layer normalised like the others (Rasmus et al.) | linear: unnormalised (released code)
+denoising_cost = "rasmus"    # Eq. (7): rasmus (z^ normalised by the clean batch statistics) | printed (z^ against z, as printed and in the released code)
 im_weights = "paper"         # paper: Eq. (11) with alpha and beta 1 | released: the weights of the released code
 pseudo_labels = "mode"       # mode: Eq. (3) | hungarian: the released code's one-to-one matching
 pseudo_batches = "joint"     # Alg. 2 lines 9-10: joint (unlabelled and pseudo-labelled points in one pass) | separate (released code)
@@ -100,7 +101,8 @@ from reprolib.cluster import high_precision_clusters, high_precision_clusters_di
 from reprolib.device import describe_device, pick_device
 
 params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters, n_models=n_models,
-                  n_hidden=n_hidden, top_layer=top_layer, im_weights=im_weights, pseudo_labels=pseudo_labels,
+                  n_hidden=n_hidden, top_layer=top_layer, denoising_cost=denoising_cost, im_weights=im_weights,
+                  pseudo_labels=pseudo_labels,
                   pseudo_batches=pseudo_batches,
                   initial_epochs=initial_epochs, n_iterations=n_iterations, iteration_epochs=iteration_epochs,
                   batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
@@ -194,6 +196,7 @@ X = X.float().to(device)
 n, D = X.shape
 record = results.Recorder("04_kingdra", profile,
                           dict(dataset=dataset, seed=seed, n_clusters=K, noise_std=noise_std, top_layer=top_layer,
+                               denoising_cost=denoising_cost,
                                im_weights=im_weights, pseudo_labels=pseudo_labels,
                                pseudo_batches=pseudo_batches, t_pos=T_POS, t_neg=T_NEG, min_confidence=min_confidence,
                                experiments=experiments, **vars(budget)),
@@ -220,10 +223,14 @@ def acc(pred: np.ndarray) -> float:
 # (Rasmus et al.'s Gaussian combinator, 10 parameters per unit), and is asked to recover the clean
 # activation $z^{(l)}$. Eq. (7) is the denoising cost summed over the layers,
 #
-# $$loss_{denoise} = \sum_{i=1}^n \sum_{l=0}^{L} \lambda_l^{denoise} \big(z_i^{(l)} - \hat z_{i,BN}^{(l)}\big)^2,$$
+# $$loss_{denoise} = \sum_{i=1}^n \sum_{l=0}^{L} \lambda_l^{denoise} \big(z_i^{(l)} - \hat z_i^{(l)}\big)^2,$$
 #
-# with $\hat z_{BN}^{(l)}$ normalised by the clean path's batch statistics, and weights
-# $\lambda = (1000, 10, 0.1, 0.1)$ from the input upwards (the released code's). We average each
+# with weights $\lambda = (1000, 10, 0.1, 0.1)$ from the input upwards (the released code's). As
+# printed (and in the released code) the estimate $\hat z^{(l)}$ is compared with the clean
+# activation directly (`denoising_cost = "printed"`). Rasmus et al. first normalise it with the
+# clean path's batch mean and standard deviation of the layer's pre-activation,
+# $\hat z_{BN}^{(l)} = (\hat z^{(l)} - \mu^{(l)}) / \sigma^{(l)}$, and compare that
+# (`"rasmus"`); {ref}`sec-kd-weights-budget` measures both. We average each
 # layer's squared error over points and units (the released code does; the sum of Eq. (7) only
 # rescales it). Eq. (8) is the cross-entropy of the *noisy* output on the labels,
 # $loss_{sup} = -\sum_i \log P(\tilde y_i = y_i \mid x_i)$; predictions use the clean output.
@@ -254,9 +261,9 @@ class LadderEnsemble(nn.Module):
     unnormalised (+ noise) and logits z + beta. Decoder: u = BN(V_l z_hat_{l+1}), z_hat_l = g(z_noisy_l, u).
     """
 
-    def __init__(self, m: int, sizes: list[int], noise: float, top: str = "batch-norm"):
+    def __init__(self, m: int, sizes: list[int], noise: float, top: str = "batch-norm", denoising: str = "rasmus"):
         super().__init__()
-        self.m, self.sizes, self.noise, self.top = m, list(sizes), noise, top
+        self.m, self.sizes, self.noise, self.top, self.denoising = m, list(sizes), noise, top, denoising
         L = len(sizes) - 1
 
         def glorot(fan_in, fan_out):
@@ -316,7 +323,7 @@ class LadderEnsemble(nn.Module):
         for l in range(L, -1, -1):
             u = batch_norm(torch.softmax(noisy_logits, -1) if l == L else torch.bmm(z_hat, self.V[l]))[0]
             z_hat = self.combinator(l, z_noisy[l], u)
-            z_hat_bn = z_hat if l == 0 else (z_hat - means[l]) / stds[l]
+            z_hat_bn = z_hat if l == 0 or self.denoising == "printed" else (z_hat - means[l]) / stds[l]
             # one term of Eq. (7): $(z^{(l)} - \hat z^{(l)}_{BN})^2$, averaged over points and units
             costs.append(((z_clean[l] - z_hat_bn) ** 2).mean(dim=(1, 2)))
         return clean_logits, noisy_logits, costs[::-1]
@@ -332,7 +339,7 @@ class LadderEnsemble(nn.Module):
 
     def subset(self, models: list[int]) -> "LadderEnsemble":
         """A new ensemble holding copies of the given models (for Table 1 and Appendix C.1)."""
-        new = LadderEnsemble(len(models), self.sizes, self.noise, self.top).to(next(self.parameters()).device)
+        new = LadderEnsemble(len(models), self.sizes, self.noise, self.top, self.denoising).to(next(self.parameters()).device)
         index = torch.as_tensor(models)
         sources = dict(self.named_parameters(), **dict(self.named_buffers()))
         with torch.no_grad():
@@ -355,7 +362,7 @@ def supervised_loss(noisy_logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 sizes = [D, budget.n_hidden, budget.n_hidden, K]
 training.seed_everything(seed)
-probe = LadderEnsemble(2, [6, 5, 4, 3], noise_std, top_layer).to(device)
+probe = LadderEnsemble(2, [6, 5, 4, 3], noise_std, top_layer, denoising_cost).to(device)
 x_probe = torch.rand(2, 8, 6, device=device)
 torch.manual_seed(1)
 _, _, costs_probe = probe(x_probe)
@@ -368,7 +375,7 @@ for l in range(3, -1, -1):
     top_down = torch.softmax(noisy_0, -1) if l == 3 else torch.bmm(z_hat, probe.V[l])
     z_hat = probe.combinator(l, zn[l], batch_norm(top_down)[0])
     target = zc[l][0]
-    estimate = z_hat[0] if l == 0 else (z_hat[0] - mu[l][0]) / sd[l][0]
+    estimate = z_hat[0] if l == 0 or denoising_cost == "printed" else (z_hat[0] - mu[l][0]) / sd[l][0]
     by_hand.append(sum(float((target[i, j] - estimate[i, j]).detach() ** 2) for i in range(8) for j in range(target.shape[1]))
                    / (8 * target.shape[1]))
 assert np.allclose([float(c[0].detach()) for c in costs_probe], by_hand[::-1], rtol=1e-5)
@@ -569,7 +576,7 @@ def predict(net: LadderEnsemble) -> torch.Tensor:
 
 def new_ensemble(m: int, run: int) -> tuple[LadderEnsemble, torch.optim.Optimizer]:
     training.seed_everything(training.run_seed(seed, run))
-    net = LadderEnsemble(m, sizes, noise_std, top_layer).to(device)
+    net = LadderEnsemble(m, sizes, noise_std, top_layer, denoising_cost).to(device)
     return net, torch.optim.Adam(net.parameters(), lr=budget.learning_rate)
 
 # %% [markdown]
@@ -991,7 +998,7 @@ def prior_rule_labels(rule: str, net: LadderEnsemble, j: int, probs_j: torch.Ten
 
 table1_rows = []
 if experiments:
-    reference = LadderEnsemble(M, sizes, noise_std, top_layer).to(device)
+    reference = LadderEnsemble(M, sizes, noise_std, top_layer, denoising_cost).to(device)
     reference.load_state_dict(run_im["initial_state"])
     net_t1 = reference.subset([0, 0, 0])
     optimiser_t1 = torch.optim.Adam(net_t1.parameters(), lr=budget.learning_rate)
@@ -1042,7 +1049,7 @@ if experiments:
         if count == M:
             accuracy = headline_acc
         else:
-            base = LadderEnsemble(M, sizes, noise_std, top_layer).to(device)
+            base = LadderEnsemble(M, sizes, noise_std, top_layer, denoising_cost).to(device)
             base.load_state_dict(run_im["initial_state"])
             net_c = base.subset(list(range(count)))
             found = kingdra(f"c1-{count}", "im", net_c, torch.optim.Adam(net_c.parameters(), lr=budget.learning_rate),
@@ -1164,6 +1171,8 @@ def run_setting(p_: dict) -> str:
               f"epochs, {p_['im_weights']} IM weights")
     if p_.get("top_layer", "batch-norm") != "batch-norm":  # runs from before these parameters had the defaults
         words_ += f", {p_['top_layer']} top layer"
+    if p_.get("denoising_cost", "rasmus") != "rasmus":
+        words_ += f", Eq. (7) {p_['denoising_cost']}"
     if p_.get("pseudo_batches", "joint") != "joint":
         words_ += f", {p_['pseudo_batches']} passes"
     if p_.get("min_confidence", 0.0):
@@ -1259,51 +1268,59 @@ size_table.round(4)
 def weights_budget_row(record_: dict) -> dict:
     """Output layer, IM weights, first-phase epochs, seed and the single Ladder-IM accuracy of a run."""
     p_ = record_["parameters"]
-    return {"top layer": p_.get("top_layer", "batch-norm"),  # runs from before the parameter: batch-norm
-            "IM weights": p_["im_weights"], "epochs": p_["initial_epochs"], "seed": p_["seed"],
+    return {"top layer": p_.get("top_layer", "batch-norm"),  # runs from before the parameters: the defaults
+            "Eq. (7)": p_.get("denoising_cost", "rasmus"), "IM weights": p_["im_weights"],
+            "epochs": p_["initial_epochs"], "seed": p_["seed"],
             "Ladder-IM (one model)": key_numbers(record_).get("LADDER-IM", float("nan")),
             "minutes (whole run)": record_["wall_clock_seconds"] / 60}
 
 
-WB_COLUMNS = ["top layer", "IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"]
+WB_COLUMNS = ["top layer", "Eq. (7)", "IM weights", "epochs", "seed", "Ladder-IM (one model)", "minutes (whole run)"]
 weights_runs = sorted((reference_dir / "im-weights-budget").glob(f"*/{results.RESULTS_FILE}"))
 weights_table = pd.DataFrame([weights_budget_row(results.load(path)) for path in weights_runs], columns=WB_COLUMNS)
-weights_summary = (weights_table.groupby(["top layer", "IM weights", "epochs"])["Ladder-IM (one model)"]
+weights_summary = (weights_table.groupby(["top layer", "Eq. (7)", "IM weights", "epochs"])["Ladder-IM (one model)"]
                    .agg(["mean", "min", "max", "count"]).rename(columns={"count": "seeds"}))
 absent_ = pd.Series({"mean": np.nan, "min": np.nan, "max": np.nan, "seeds": 0})  # where this checkout lacks the runs
-for top_, prefix_ in (("batch-norm", "wb"), ("linear", "wb_linear")):
+for top_, cost_, prefix_ in (("batch-norm", "rasmus", "wb"), ("linear", "rasmus", "wb_linear"),
+                             ("batch-norm", "printed", "wb_printed")):
     for weights_ in ("paper", "released"):
         for epochs_ in (30, 70):
-            key_ = (top_, weights_, epochs_)
+            key_ = (top_, cost_, weights_, epochs_)
             row_ = weights_summary.loc[key_] if key_ in weights_summary.index else absent_
             for stat_, suffix_ in (("mean", ""), ("min", "_min"), ("max", "_max")):
                 report.glue(f"{prefix_}_{weights_}_{epochs_}{suffix_}", float(row_[stat_]))
             report.glue(f"{prefix_}_{weights_}_{epochs_}_seeds", int(row_["seeds"]))
 at_70 = weights_table[weights_table["epochs"] == 70]
-seeds_70 = at_70[at_70["top layer"] == "batch-norm"].pivot(index="seed", columns="IM weights",
-                                                            values="Ladder-IM (one model)")
+defaults_ = (weights_table["top layer"] == "batch-norm") & (weights_table["Eq. (7)"] == "rasmus")
+seeds_70 = at_70[defaults_[at_70.index]].pivot(index="seed", columns="IM weights", values="Ladder-IM (one model)")
 wins_ = int((seeds_70["released"] > seeds_70["paper"]).sum()) if {"paper", "released"} <= set(seeds_70) else 0
 report.glue("wb_released_wins", wins_)
 report.glue("wb_pairs", int(seeds_70.dropna().shape[0]) if len(seeds_70) else 0)
 
 
-def mean_70(top_: str, weights_: str) -> float:
-    key_ = (top_, weights_, 70)
+def mean_70(top_: str, weights_: str, cost_: str = "rasmus") -> float:
+    key_ = (top_, cost_, weights_, 70)
     return float(weights_summary.loc[key_, "mean"]) if key_ in weights_summary.index else np.nan
 
 
 report.glue("wb_gain_70", mean_70("batch-norm", "released") - mean_70("batch-norm", "paper"))
-report.glue("wb_best", float(weights_table.loc[weights_table["top layer"] == "batch-norm", "Ladder-IM (one model)"].max()))
+report.glue("wb_best", float(weights_table.loc[defaults_, "Ladder-IM (one model)"].max()))
 report.glue("wb_gap_70", PAPER_TABLE2_MNIST["LADDER-IM"][0] - mean_70("batch-norm", "released"))
-# the output layer: the same seeds with the released code's unnormalised top layer
-by_seed_ = at_70.pivot_table(index=["IM weights", "seed"], columns="top layer", values="Ladder-IM (one model)")
-paired_ = by_seed_.reindex(columns=["batch-norm", "linear"]).dropna()  # seeds run with both layers
-for weights_ in ("paper", "released"):
-    report.glue(f"wb_linear_gain_{weights_}", mean_70("linear", weights_) - mean_70("batch-norm", weights_))
-report.glue("wb_linear_wins", int((paired_["linear"] > paired_["batch-norm"]).sum()))
-report.glue("wb_linear_pairs", len(paired_))
-report.glue("wb_linear_best", float(weights_table.loc[weights_table["top layer"] == "linear", "Ladder-IM (one model)"].max()))
-display(weights_table.sort_values(["top layer", "IM weights", "epochs", "seed"]).round(4))
+# one change at a time against the defaults, seed by seed: the released code's unnormalised top
+# layer (prefix wb_linear) and Eq. (7) as printed (prefix wb_printed)
+for prefix_, column_, value_, top_, cost_ in (("wb_linear", "top layer", "linear", "linear", "rasmus"),
+                                              ("wb_printed", "Eq. (7)", "printed", "batch-norm", "printed")):
+    other_ = "Eq. (7)" if column_ == "top layer" else "top layer"
+    runs_ = at_70[at_70[other_] == {"Eq. (7)": "rasmus", "top layer": "batch-norm"}[other_]]
+    by_seed_ = runs_.pivot_table(index=["IM weights", "seed"], columns=column_, values="Ladder-IM (one model)")
+    default_ = "batch-norm" if column_ == "top layer" else "rasmus"
+    paired_ = by_seed_.reindex(columns=[default_, value_]).dropna()  # seeds run both ways
+    for weights_ in ("paper", "released"):
+        report.glue(f"{prefix_}_gain_{weights_}", mean_70(top_, weights_, cost_) - mean_70("batch-norm", weights_))
+    report.glue(f"{prefix_}_wins", int((paired_[value_] > paired_[default_]).sum()))
+    report.glue(f"{prefix_}_pairs", len(paired_))
+    report.glue(f"{prefix_}_best", float(runs_.loc[runs_[column_] == value_, "Ladder-IM (one model)"].max()))
+display(weights_table.sort_values(["top layer", "Eq. (7)", "IM weights", "epochs", "seed"]).round(4))
 weights_summary.round(4)
 
 # %% [markdown]

@@ -107,6 +107,9 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            # Chapter 4's output layer, batch-normalised (Rasmus et al.) or not (the released code);
            # Alg. 2's pseudo-labelled points in the unlabelled points' pass or in their own (released code)
            "top_layer": ("batch-norm", "linear"),
+           # Chapter 4's Eq. (7): the decoder's estimate normalised by the clean batch statistics
+           # (Rasmus et al.) or compared with the clean activation directly (as printed; released code)
+           "denoising_cost": ("rasmus", "printed"),
            "pseudo_batches": ("joint", "separate"),
            # Chapter 1 (ClusterNet): the counts N_k of Eq. (12)-(13) run over all of training (DCN's
            # rule) or restart every epoch ("the number of samples assigned in the current iteration")
