@@ -1297,7 +1297,8 @@ for top_, cost_, prefix_ in (("batch-norm", "rasmus", "wb"), ("linear", "rasmus"
                 report.glue(f"{prefix_}_{weights_}_{epochs_}{suffix_}", float(row_[stat_]))
             report.glue(f"{prefix_}_{weights_}_{epochs_}_seeds", int(row_["seeds"]))
 at_70 = weights_table[weights_table["epochs"] == 70]
-defaults_ = (weights_table["top layer"] == "batch-norm") & (weights_table["Eq. (7)"] == "rasmus")
+WB_DEFAULTS = {"top layer": "batch-norm", "Eq. (7)": "rasmus"}
+defaults_ = (weights_table[list(WB_DEFAULTS)] == pd.Series(WB_DEFAULTS)).all(axis=1)
 seeds_70 = at_70[defaults_[at_70.index]].pivot(index="seed", columns="IM weights", values="Ladder-IM (one model)")
 wins_ = int((seeds_70["released"] > seeds_70["paper"]).sum()) if {"paper", "released"} <= set(seeds_70) else 0
 report.glue("wb_released_wins", wins_)
@@ -1314,15 +1315,16 @@ report.glue("wb_best", float(weights_table.loc[defaults_, "Ladder-IM (one model)
 report.glue("wb_gap_70", PAPER_TABLE2_MNIST["LADDER-IM"][0] - mean_70("batch-norm", "released"))
 # one change at a time against the defaults, seed by seed: the released code's unnormalised top
 # layer (prefix wb_linear) and Eq. (7) as printed (prefix wb_printed)
-for prefix_, column_, value_, top_, cost_ in (("wb_linear", "top layer", "linear", "linear", "rasmus"),
-                                              ("wb_printed", "Eq. (7)", "printed", "batch-norm", "printed")):
-    other_ = "Eq. (7)" if column_ == "top layer" else "top layer"
-    runs_ = at_70[at_70[other_] == {"Eq. (7)": "rasmus", "top layer": "batch-norm"}[other_]]
+for prefix_, column_, value_ in (("wb_linear", "top layer", "linear"), ("wb_printed", "Eq. (7)", "printed")):
+    other_, = set(WB_DEFAULTS) - {column_}
+    runs_ = at_70[at_70[other_] == WB_DEFAULTS[other_]]
     by_seed_ = runs_.pivot_table(index=["IM weights", "seed"], columns=column_, values="Ladder-IM (one model)")
-    default_ = "batch-norm" if column_ == "top layer" else "rasmus"
+    default_ = WB_DEFAULTS[column_]
     paired_ = by_seed_.reindex(columns=[default_, value_]).dropna()  # seeds run both ways
+    changed_ = {**WB_DEFAULTS, column_: value_}
     for weights_ in ("paper", "released"):
-        report.glue(f"{prefix_}_gain_{weights_}", mean_70(top_, weights_, cost_) - mean_70("batch-norm", weights_))
+        report.glue(f"{prefix_}_gain_{weights_}", mean_70(changed_["top layer"], weights_, changed_["Eq. (7)"])
+                    - mean_70("batch-norm", weights_))
     report.glue(f"{prefix_}_wins", int((paired_[value_] > paired_[default_]).sum()))
     report.glue(f"{prefix_}_pairs", len(paired_))
     report.glue(f"{prefix_}_best", float(runs_.loc[runs_[column_] == value_, "Ladder-IM (one model)"].max()))
@@ -1400,13 +1402,11 @@ weights_summary.round(4)
 # %%
 def iteration_curve(run_: dict) -> pd.DataFrame:
     """Fig. 2's log of a run: ensemble accuracy, pseudo-labels and their accuracy per iteration."""
-    rows_ = {}
-    for row in run_["rows"]:
-        if row["experiment"] == "fig2" and row["method"] == "Kingdra-Ladder-IM":
-            it_ = int(row["setting"].split("=")[1])
-            rows_.setdefault(it_, {"iteration": it_})[row["metric"]] = row["value"]
-    return pd.DataFrame(sorted(rows_.values(), key=lambda r: r["iteration"]),
-                        columns=["iteration", "acc", "pseudo_label_acc", "pseudo_labels"])
+    rows_ = results.rows_frame(run_)
+    fig2_ = rows_[(rows_.experiment == "fig2") & (rows_.method == "Kingdra-Ladder-IM")]
+    fig2_ = fig2_.assign(iteration=fig2_.setting.str.removeprefix("iteration=").astype(int))
+    return (fig2_.pivot(index="iteration", columns="metric", values="value")
+            .reindex(columns=["acc", "pseudo_label_acc", "pseudo_labels"]).reset_index())
 
 
 iteration_runs = {path.parent.name: iteration_curve(results.load(path))
@@ -1433,7 +1433,7 @@ if iteration_runs:
 
 def glue_iterations(prefix: str, folder: str) -> None:
     """First iteration's pseudo-labels, and the ensemble's range after paper-mnist5k's last iteration."""
-    curve_ = iteration_runs.get(folder, pd.DataFrame(columns=["iteration", "acc", "pseudo_label_acc", "pseudo_labels"]))
+    curve_ = iteration_runs.get(folder, iteration_curve({"rows": []}))
     first_ = curve_[curve_.iteration == 1]
     late_ = curve_[curve_.iteration > base_iterations]
     report.glue(f"{prefix}_first_pseudo", int(first_.pseudo_labels.iloc[0]) if len(first_) else 0)
