@@ -1283,7 +1283,7 @@ long_runs = {path.parent.name: run_ for path in sorted(COMMITTED.glob(f"*/{resul
              if len(steps_curves(run_ := results.load(path))) and run_["dataset"]["name"] == "mnist5k"}
 curve_sources = {f"this build ({profile})": record.to_dict()} | {f"reference: {name_}": run_
                                                                  for name_, run_ in long_runs.items()}
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = plt.subplots(figsize=(10, 4))
 colours = iter(sns.color_palette(n_colors=20))
 for source, run_ in curve_sources.items():
     for (labels_, run_index), curves_ in steps_curves(run_).groupby(["labels", "run"]):
@@ -1296,7 +1296,7 @@ ax.axvline(paper_steps, color="k", ls="--", lw=1)
 ax.axhline(PAPER_TABLE5[0.02][2], color="k", ls=":", lw=1)
 ax.set(xscale="log", xlabel="gradient steps of fine-tuning (log scale; step 0 drawn at 1)",
        ylabel="accuracy", title=f"Dashed: the paper's 60 epochs of MNIST-train at batch {batch_size}")
-ax.legend(fontsize=7, loc="lower right")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes, clear of the curves
 plotting.save_figure(fig, out, "accuracy_vs_steps")
 plt.show()
 report.glue("paper_steps", paper_steps)
