@@ -80,6 +80,7 @@ ablation = True           # run the fixed-lambda runs of Fig. 5(b)
 output_dir = "runs/01_clusternet"  # results.json, figures and checkpoints (set by python -m reprolib run --out)
 
 # %%
+import math
 import time
 from pathlib import Path
 
@@ -660,9 +661,9 @@ def batch_terms(model, xb_u, a_u, xb_l, y_l, centers) -> dict:
             "z_u": z_u.detach(), "z_l": z_l.detach()}
 
 
-def batches_per_epoch(n_unlabelled: int) -> int:
-    """Fine-tuning steps per epoch: one per `batch_size` unlabelled images (the last batch may be short)."""
-    return -(-n_unlabelled // batch_size)
+def batches_per_epoch(n_images: int, batch: int | None = None) -> int:
+    """Steps per epoch: one per `batch` images (default `batch_size`, fine-tuning's); the last may be short."""
+    return -(-n_images // (batch or batch_size))
 
 
 def finetune(labelled: np.ndarray, epochs: int, run_seed: int, name: str, fixed_lambda: float | None = None):
@@ -1274,11 +1275,11 @@ def steps_curves(run_: dict) -> pd.DataFrame:
 def pretrain_steps(run_: dict) -> int:
     """Pretraining updates of a run on mnist5k: its epochs of 4,500 images in batches of `pretrain_batch_size`."""
     p_ = run_["parameters"]
-    return p_["pretrain_epochs"] * -(-4500 // p_["pretrain_batch_size"])
+    return p_["pretrain_epochs"] * batches_per_epoch(4500, p_["pretrain_batch_size"])
 
 
 paper_steps = 60 * batches_per_epoch(round(0.98 * 60000))  # 60 epochs of MNIST-train's unlabelled 98%
-paper_pretrain_steps = 100 * -(-63000 // pretrain_batch_size)  # 100 epochs of the paper's 63,000 training images
+paper_pretrain_steps = 100 * batches_per_epoch(63000, pretrain_batch_size)  # 100 epochs of the paper's 63,000 images
 long_runs = {path.parent.name: run_ for path in sorted(COMMITTED.glob(f"*/{results.RESULTS_FILE}"))
              if len(steps_curves(run_ := results.load(path))) and run_["dataset"]["name"] == "mnist5k"}
 curve_sources = {f"this build ({profile})": record.to_dict()} | {f"reference: {name_}": run_
@@ -1302,8 +1303,8 @@ plt.show()
 report.glue("paper_steps", paper_steps)
 report.glue("paper_heldout_2pc", PAPER_TABLE5[0.02][2])
 # the epochs that give the paper's updates on mnist5k at 120 labelled images per class (4,500 - 1,200 unlabelled)
-report.glue("matched_pretrain_epochs", -(-paper_pretrain_steps // -(-4500 // pretrain_batch_size)))
-report.glue("matched_finetune_epochs", -(-paper_steps // batches_per_epoch(4500 - 1200)))
+report.glue("matched_pretrain_epochs", math.ceil(paper_pretrain_steps / batches_per_epoch(4500, pretrain_batch_size)))
+report.glue("matched_finetune_epochs", math.ceil(paper_steps / batches_per_epoch(4500 - 1200)))
 report.glue("paper_pretrain_steps", paper_pretrain_steps)
 report.glue("build_steps", finetune_steps)
 
@@ -1313,11 +1314,10 @@ def long_run_summary(name_: str, run_: dict) -> dict:
     curves_ = steps_curves(run_)
     final = curves_[curves_.step == curves_.step.max()].set_index("images").acc
     accuracies = point_accuracies(run_)
-    unlabelled_curve = curves_[curves_.images == "unlabelled train"].set_index("step").acc
-    window_mean = lambda start, stop: unlabelled_curve[(unlabelled_curve.index >= start * curves_.step.max()) &
-                                                       (unlabelled_curve.index <= stop * curves_.step.max())].mean()
-    return {"run": name_, "labels": record_labels(run_), "fine-tuning steps": int(curves_.step.max()),
-            "share of the paper's fine-tuning steps": curves_.step.max() / paper_steps,
+    unlabelled_curve, last = curves_[curves_.images == "unlabelled train"].set_index("step").acc, curves_.step.max()
+    window_mean = lambda start, stop: unlabelled_curve.loc[start * last:stop * last].mean()  # steps ascending
+    return {"run": name_, "labels": record_labels(run_), "fine-tuning steps": int(last),
+            "share of the paper's fine-tuning steps": last / paper_steps,
             "pretraining steps": pretrain_steps(run_),
             "share of the paper's pretraining steps": pretrain_steps(run_) / paper_pretrain_steps,
             "final, unlabelled": final.get("unlabelled train", np.nan), "final, held-out": final.get("held-out", np.nan),
@@ -1331,15 +1331,15 @@ long_table = pd.DataFrame([long_run_summary(name_, run_) for name_, run_ in long
 longest = long_table.loc[long_table["fine-tuning steps"].idxmax()] if len(long_table) else pd.Series(dtype=object)
 long_share = float(longest.get("share of the paper's fine-tuning steps", np.nan))
 long_pretrain_share = float(longest.get("share of the paper's pretraining steps", np.nan))
-for key, column in {"long_name": "run", "long_steps": "fine-tuning steps",
+report.glue("long_name", longest.get("run", "none"))  # NaN below until a long run at 120 per class is committed
+for key, column in {"long_steps": "fine-tuning steps",
                     "long_share": "share of the paper's fine-tuning steps",
                     "long_pretrain_share": "share of the paper's pretraining steps",
                     "long_final_u": "final, unlabelled", "long_final_h": "final, held-out",
                     "long_best_h": "highest seen, held-out", "long_floor": "floor, unlabelled (same steps)",
                     "long_second_half": "second half's change, unlabelled",
                     "long_minutes": "minutes"}.items():
-    value = longest.get(column, np.nan)  # NaN ("none" for the name) until a long run at 120 per class is committed
-    report.glue(key, (value if isinstance(value, str) else "none") if column == "run" else float(value))
+    report.glue(key, float(longest.get(column, np.nan)))
 long_table.round(4)
 
 # %% [markdown]
