@@ -1321,6 +1321,8 @@ def long_run_summary(name_: str, run_: dict) -> dict:
             "pretraining steps": pretrain_steps(run_),
             "share of the paper's pretraining steps": pretrain_steps(run_) / paper_pretrain_steps,
             "final, unlabelled": final.get("unlabelled train", np.nan), "final, held-out": final.get("held-out", np.nan),
+            "paper, held-out (Table 5, 2%)": PAPER_TABLE5[0.02][2],
+            "final - paper, held-out": final.get("held-out", np.nan) - PAPER_TABLE5[0.02][2],
             "highest seen, held-out": curves_[curves_.images == "held-out"].acc.max(),
             "second half's change, unlabelled": window_mean(0.9, 1.0) - window_mean(0.4, 0.5),  # means of 10% windows
             "floor, unlabelled (same steps)": accuracies["floor, unlabelled"], "minutes": accuracies["minutes"]}
