@@ -108,6 +108,7 @@ from tqdm.auto import tqdm
 from reprolib import data, metrics, params, plotting, report, results, training
 from reprolib.cluster import reliable_pseudo_labels
 from reprolib.device import describe_device, pick_device
+from reprolib.networks import ConvNet
 
 params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters, n_samples=n_samples,
                   held_out_fraction=held_out_fraction, backbone=backbone, moco_epochs=moco_epochs,
@@ -152,8 +153,10 @@ print(f"profile {profile}: {budget}\ndevice {describe_device(device)}")
 # the official CIFAR run, ten heads for 100 epochs, big batches of 5,000) and is meant for a GPU;
 # stage 3 runs 200 epochs there, not FixMatch's $2^{20}$ steps. The `book` profile fits six
 # minutes on two CPU cores: a four-layer CNN (`widths` channels, 3x3 convolutions with batch
-# normalisation, max-pooling, global average pooling; a 256-d feature) instead of ResNet-34, and
-# every stage shortened.
+# normalisation, max-pooling, global average pooling; a 256-d feature; `reprolib.networks.ConvNet`)
+# instead of ResNet-34, and every stage shortened. The CNN keeps its tensors in channels-last
+# (NHWC) memory layout, which the CPU convolutions run faster: `make bench` prints the ratio
+# (`benchmarks/bench_memory_format.py`).
 
 # %%
 budget_table = pd.DataFrame({p: {k: str(v) for k, v in b.items()} for p, b in BUDGETS.items()})
@@ -350,24 +353,6 @@ assert torch.allclose(moco_loss(q_, k_, queue_, 0.2), by_hand, atol=1e-5)
 orthogonal = torch.eye(16)
 assert math.isclose(moco_loss(orthogonal[:1], orthogonal[1:2], orthogonal[2:11], 0.2).item(), math.log(10), rel_tol=1e-6)
 print("Eq. (1): moco_loss equals the written-out InfoNCE; orthogonal keys give log(1 + |queue|)")
-
-
-class ConvNet(nn.Module):
-    """The CPU feature model: 4 x (3x3 conv, BN, ReLU), max-pooling after the first three, global average pooling."""
-
-    def __init__(self, in_channels: int, widths: list[int]):
-        super().__init__()
-        layers, channels = [], in_channels
-        for i, width in enumerate(widths):
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            channels = width
-        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.dim = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def make_backbone() -> nn.Module:

@@ -3,6 +3,9 @@
 * :class:`LeNetBN`: Hsu and Kira (2015), Sec. 3: the LeNet-like network of the pairwise-KL
   clustering experiments (Chapter 3), also timed by ``reprolib.benchmarks`` for the Siamese
   comparison of Sec. 2.2.
+* :class:`ConvNet`: the CPU-sized feature model of Chapter 5 (SPICE), our stand-in for the
+  paper's ResNet-34 at the ``smoke`` and ``book`` profiles (not from the paper), also timed by
+  ``benchmarks/bench_memory_format.py``.
 """
 from __future__ import annotations
 
@@ -43,3 +46,30 @@ class LeNetBN(nn.Module):
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer (500-D), the features of "NNclustering feature + kmeans"."""
         return self.features(x)
+
+
+class ConvNet(nn.Module):
+    """Chapter 5's CPU feature model Phi (our stand-in for SPICE's ResNet-34, Niu et al. Sec. IV-A):
+    4 x (3x3 conv, BN, ReLU), 2x2 max-pooling after the first three, global average pooling.
+
+    ``channels_last=True`` keeps weights and activations in NHWC, which PyTorch's CPU (oneDNN)
+    convolutions run faster than NCHW (``benchmarks/bench_memory_format.py`` prints the ratio); the
+    outputs are the same function of the inputs either way.
+    """
+
+    def __init__(self, in_channels: int, widths: list[int], channels_last: bool = True):
+        super().__init__()
+        layers, channels = [], in_channels
+        for i, width in enumerate(widths):
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            channels = width
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dim = channels
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images -> (N, widths[-1]) features."""
+        return self.body(x.contiguous(memory_format=self.memory_format))
