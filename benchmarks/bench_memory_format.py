@@ -4,7 +4,7 @@
 activations channels-last, because PyTorch's CPU convolutions (oneDNN) run it faster that way.
 This benchmark times, in one run and alternating the two layouts, the step that dominates stage 1
 of Chapter 5 at the ``book`` profile: a MoCo step of the query branch (forward and backward of a
-batch of 256 views, SGD update) plus the key branch's forward of another 256, on 1 x 28 x 28
+batch of 256 views, SGD update) plus the key branch's forward of the same batch, on 1 x 28 x 28
 (MNIST) and 3 x 32 x 32 (CIFAR-10-sized) inputs; it prints the median step time of each layout
 and the ratio, and checks that the two layouts compute the same features from the same weights.
 
@@ -32,7 +32,7 @@ WIDTHS = [32, 64, 128, 256]   # Chapter 5's `book` profile
 
 
 def step_seconds(net: ConvNet, key_net: ConvNet, images: torch.Tensor, optimiser) -> float:
-    """One MoCo-shaped step: query forward + backward + SGD on `images`, key forward on the same."""
+    """One MoCo-shaped step: query forward + backward + SGD on `images`, key forward of the same batch."""
     start = time.perf_counter()
     loss = net(images).square().mean()
     with torch.no_grad():
@@ -50,10 +50,10 @@ def compare(channels: int, side: int, batch: int, repeats: int) -> tuple[float, 
     for name, channels_last in (("NCHW", False), ("NHWC", True)):
         torch.manual_seed(1)   # the same weights in both layouts
         nets[name] = (ConvNet(channels, WIDTHS, channels_last), ConvNet(channels, WIDTHS, channels_last))
-    with torch.no_grad():
-        nets["NCHW"][0].eval(), nets["NHWC"][0].eval()
-        same = torch.allclose(nets["NCHW"][0](images), nets["NHWC"][0](images), atol=1e-4, rtol=1e-4)
-        nets["NCHW"][0].train(), nets["NHWC"][0].train()
+    with torch.no_grad():   # in evaluation mode, then back to training mode as in MoCo
+        same = torch.allclose(nets["NCHW"][1].eval()(images), nets["NHWC"][1].eval()(images), atol=1e-4, rtol=1e-4)
+    for _, key_net in nets.values():
+        key_net.train()
     optimisers = {name: torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9) for name, (net, _) in nets.items()}
     times = {name: [] for name in nets}
     for i in range(repeats + 2):   # alternate the layouts; the first two rounds warm up

@@ -49,8 +49,9 @@ class LeNetBN(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """Chapter 5's CPU feature model Phi (our stand-in for SPICE's ResNet-34, Niu et al. Sec. IV-A):
-    4 x (3x3 conv, BN, ReLU), 2x2 max-pooling after the first three, global average pooling.
+    """Chapter 5's CPU feature model Phi, our stand-in for SPICE's ResNet-34 (Niu et al.; the
+    architecture is ours, not the paper's): 4 x (3x3 conv, BN, ReLU), 2x2 max-pooling after the
+    first three, global average pooling.
 
     ``channels_last=True`` keeps weights and activations in NHWC, which PyTorch's CPU (oneDNN)
     convolutions run faster than NCHW (``benchmarks/bench_memory_format.py`` prints the ratio); the
