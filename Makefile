@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_high_precision_clusters.py
 	$(BIN)/python benchmarks/bench_reliable_pseudo_labels.py
 	$(BIN)/python benchmarks/bench_memory_format.py
+	$(BIN)/python benchmarks/bench_dropout.py
 
 ## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)

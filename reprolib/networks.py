@@ -6,11 +6,16 @@
 * :class:`ConvNet`: the CPU-sized feature model of Chapter 5 (SPICE), our stand-in for the
   paper's ResNet-34 at the ``smoke`` and ``book`` profiles (not from the paper), also timed by
   ``benchmarks/bench_memory_format.py``.
+* :class:`Dropout`: ``torch.nn.Dropout`` with its random masks drawn by numpy on the CPU, for
+  Chapter 1's autoencoder (Shukla et al., Sec. 5.1: 10% dropout), timed by
+  ``benchmarks/bench_dropout.py``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def _conv_side(side: int, padding: int) -> int:
@@ -74,3 +79,39 @@ class ConvNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images -> (N, widths[-1]) features."""
         return self.body(x.contiguous(memory_format=self.memory_format))
+
+
+class Dropout(nn.Module):
+    """Inverted dropout (Srivastava et al., 2014), as ``torch.nn.Dropout(p)``: in training mode every
+    element is zeroed with probability p and the others are scaled by 1 / (1 - p); in evaluation
+    mode it is the identity.
+
+    On the CPU the masks come from numpy's PCG64 generator, 32 random bits per element (an element
+    is dropped when its bits fall below round(p 2^32), so p is exact to 2^-33), seeded for every
+    call from torch's default generator: ``torch.manual_seed`` makes the masks reproducible, as it
+    does for ``nn.Dropout``, though they are not the same masks. The reason is speed: torch's CPU
+    Bernoulli sampler draws elements one at a time, and on the 2-core AMD machines of this
+    project it took about a fifth of a training step of Chapter 1's autoencoder;
+    ``benchmarks/bench_dropout.py`` prints both. Other devices use ``torch.nn.functional.dropout``.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+        self.p = float(p)
+        self._cut = np.uint64(min(round(self.p * 2.0 ** 32), 2 ** 32))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or self.p == 1.0:
+            return F.dropout(x, self.p, True)
+        n = x.numel()
+        seed = int(torch.randint(0, 2 ** 62, (1,)))
+        bits = np.random.PCG64(seed).random_raw((n + 1) // 2).view(np.uint32)[:n]
+        dropped = torch.from_numpy(bits < self._cut).view(x.shape)
+        return (x * (1.0 / (1.0 - self.p))).masked_fill_(dropped, 0.0)
