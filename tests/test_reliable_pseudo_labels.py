@@ -1,4 +1,6 @@
 """SPICE Eq. (6)-(7): reprolib.cluster.reliable_pseudo_labels against brute force and by hand."""
+import math
+
 import numpy as np
 import pytest
 
@@ -133,8 +135,9 @@ def test_value_errors(kwargs, message):
 
 
 def test_memory_bounded_by_block(monkeypatch):
-    """The only n-wide allocation is one block x n similarity buffer: at n = 20,000 and the
-    default block it holds at most 2^26 entries (256 MiB), far below n^2 x 4 bytes = 1.6 GB."""
+    """The only n-wide allocation is one block x width similarity buffer (width: n padded to
+    20,032 columns for the chunked top-k): at n = 20,000 and the default block it holds at most
+    2^26 entries (256 MiB), far below n^2 x 4 bytes = 1.6 GB."""
     n = 20_000
     x, labels = clustered(n, 16, 5, 0.05, 2)
     sizes = []
@@ -143,14 +146,52 @@ def test_memory_bounded_by_block(monkeypatch):
     def recording(x_, start, stop, buffer):
         sizes.append(buffer.numel())
         out = original(x_, start, stop, buffer)
-        assert out.shape == (stop - start, n) and out.data_ptr() == buffer.data_ptr()
+        assert out.shape == (stop - start, width) and out.data_ptr() == buffer.data_ptr()
         return out
 
+    width = 20_032  # 64 = 8^2 divides it: two levels of 8 chunks, each >= 4 x 21 wide
+    assert cluster._chunked_width(n, 21) == width
     monkeypatch.setattr(cluster, "_block_similarities", recording)
     mask = reliable_pseudo_labels(x, labels, 20, 0.9)
-    assert len(sizes) == -(-n // (2 ** 26 // n))  # every row covered, block by block
+    assert len(sizes) == -(-n // (2 ** 26 // width))  # every row covered, block by block
     assert max(sizes) <= 2 ** 26 and max(sizes) * 5 < n * n
     sizes.clear()
     assert np.array_equal(reliable_pseudo_labels(x, labels, 20, 0.9, block_size=500), mask)
-    assert set(sizes) == {500 * n} and len(sizes) == n // 500
+    assert set(sizes) == {500 * width} and len(sizes) == n // 500
     assert 0 < mask.sum() < n
+
+
+@pytest.mark.parametrize("m, k", [(7, 3), (96, 3), (800, 5), (4096, 10), (5000, 25)])
+def test_topk_by_chunks_matches_torch_topk(m, k):
+    """The chunked top-k behind reliable_pseudo_labels: the same values as torch.topk, and
+    indices that point at them; with few distinct values (many ties) and with -inf entries."""
+    import torch
+
+    generator = torch.Generator().manual_seed(m + k)
+    for values in (torch.randn(37, m, generator=generator),
+                   torch.randint(0, 6, (37, m), generator=generator).float(),
+                   torch.randn(37, m, generator=generator).masked_fill(
+                       torch.rand(37, m, generator=generator) < 0.9, -math.inf)):
+        best, index = cluster._topk_by_chunks(values, k)
+        expected = torch.topk(values, k, dim=1, sorted=True).values
+        assert torch.equal(best, expected)
+        assert torch.equal(values.gather(1, index), best)
+        assert all(len(set(row)) == k for row in index.tolist())  # k distinct entries
+
+
+def test_chunked_width():
+    assert cluster._chunked_width(70_000, 101) == 70_016  # 8^2 divides it; 8^3 chunks too narrow
+    assert cluster._chunked_width(230, 2) == 232  # one level: chunks of 29 >= 8
+    assert cluster._chunked_width(230, 41) == 230  # chunks of 28 < 164: plain torch.topk
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_brute_force_through_the_chunks(seed):
+    """Wide enough for two levels of chunks (n = 3,000, N_s = 10), with exact duplicates among
+    the embeddings so that similarities tie."""
+    x, labels = clustered(3000, 4, 6, 0.2, seed)
+    x[1500:2000] = x[:500]
+    assert cluster._chunked_width(3000, 11) % 64 == 0
+    for threshold in (0.5, 0.9):
+        np.testing.assert_array_equal(reliable_pseudo_labels(x, labels, 10, threshold),
+                                      reliable_pseudo_labels_direct(x, labels, 10, threshold))
