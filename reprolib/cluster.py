@@ -582,7 +582,7 @@ def reliable_pseudo_labels(embeddings, labels, n_neighbors=100, threshold=0.99,
 
     unit, labels, k, threshold = _check_reliable_args(embeddings, labels, n_neighbors, threshold)
     n = unit.shape[0]
-    # columns padded (with -inf similarities) so that the chunks of _topk_by_chunks divide them
+    # columns padded (with -inf similarities) so that the slices of _topk_by_chunks divide them
     width = _chunked_width(n, k + 1)
     if block_size is None:
         block_size = max(1, min(n, _RELIABLE_BLOCK_ELEMENTS // width))
@@ -637,42 +637,44 @@ def _block_similarities(x, start, stop, buffer):
     return out
 
 
-# columns per chunk group in _topk_by_chunks; 8 was the fastest of 4, 8 and 16 at n = 70,000
-_TOPK_CHUNKS = 8
+# slices a row is cut into by _topk_by_chunks (= columns per chunk); 8 was the fastest of 4, 8
+# and 16 at n = 70,000
+_TOPK_SLICES = 8
 
 
-def _chunked_width(n, k, n_chunks=_TOPK_CHUNKS) -> int:
-    """The smallest width >= n that `n_chunks` ** levels divides, for as many levels of
-    :func:`_topk_by_chunks` as keep every chunk at least 4 k wide (1 level: n itself)."""
+def _chunked_width(n, k, n_slices=_TOPK_SLICES) -> int:
+    """The smallest width >= n that `n_slices` ** levels divides, for as many levels of
+    :func:`_topk_by_chunks` as keep every slice at least 4 k wide (no level: n itself)."""
     levels = 0
-    while n // n_chunks ** (levels + 1) >= 4 * k:
+    while n // n_slices ** (levels + 1) >= 4 * k:
         levels += 1
-    step = n_chunks ** levels
+    step = n_slices ** levels
     return -(-n // step) * step
 
 
-def _topk_by_chunks(values, k, n_chunks=_TOPK_CHUNKS):
+def _topk_by_chunks(values, k, n_slices=_TOPK_SLICES):
     """``torch.topk(values, k, dim=1, sorted=True)`` for a wide 2-D float tensor, faster on CPU.
 
     Exact in the values, and in the indices too unless the k-th value is tied (then any of the
-    tied entries may be returned, as with torch.topk itself). The m columns are split into
-    ``n_chunks`` contiguous slices of width w = m / n_chunks, and "chunk" j is the group of
-    columns {j, j + w, j + 2w, ...}. With t the k-th largest chunk maximum, at least k entries
-    are >= t, so every entry of the true top k is >= t; an entry > t lies in a chunk whose
-    maximum is > t, and all of those are among the k chunks with the largest maxima. So the top
-    k of those k chunks' n_chunks * k entries are the top k of the row (ties at t aside). The
-    chunk maxima are found the same way when they are wide enough; one pass of an elementwise
-    maximum over the row then replaces most of torch.topk's per-element work. Used when
-    ``n_chunks`` divides m and w >= 4 k; otherwise this is torch.topk."""
+    tied entries may be returned, as with torch.topk itself). The m columns are cut into
+    ``n_slices`` contiguous slices of width w = m / n_slices, and chunk j is the group of
+    columns {j, j + w, j + 2w, ...}, one from each slice. With t the k-th largest chunk
+    maximum, at least k entries are >= t, so every entry of the true top k is >= t; an entry
+    > t lies in a chunk whose maximum is > t, and all of those are among the k chunks with the
+    largest maxima. So the top k of those k chunks' n_slices * k entries are the top k of the
+    row (ties at t aside). The w chunk maxima (an elementwise maximum of the slices, one pass
+    over the row) are searched the same way when they are wide enough, so most of torch.topk's
+    per-element work is avoided. Used when ``n_slices`` divides m and w >= 4 k; otherwise this
+    is torch.topk."""
     import torch
 
     b, m = values.shape
-    if m % n_chunks or m // n_chunks < 4 * k:
+    if m % n_slices or m // n_slices < 4 * k:
         return torch.topk(values, k, dim=1, sorted=True)
-    width = m // n_chunks
-    chunks = values.view(b, n_chunks, width)
-    _, top = _topk_by_chunks(chunks.amax(dim=1), k, n_chunks)  # (b, k) chunk numbers
-    candidates = chunks.gather(2, top[:, None, :].expand(b, n_chunks, k)).reshape(b, -1)
+    width = m // n_slices
+    slices = values.view(b, n_slices, width)
+    _, top = _topk_by_chunks(slices.amax(dim=1), k, n_slices)  # (b, k) chunk numbers
+    candidates = slices.gather(2, top[:, None, :].expand(b, n_slices, k)).reshape(b, -1)
     best, position = torch.topk(candidates, k, dim=1, sorted=True)
     return best, (position // k) * width + top.gather(1, position % k)
 

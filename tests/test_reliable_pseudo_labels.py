@@ -149,7 +149,7 @@ def test_memory_bounded_by_block(monkeypatch):
         assert out.shape == (stop - start, width) and out.data_ptr() == buffer.data_ptr()
         return out
 
-    width = 20_032  # 64 = 8^2 divides it: two levels of 8 chunks, each >= 4 x 21 wide
+    width = 20_032  # 64 = 8^2 divides it: two levels of 8 slices, each >= 4 x 21 wide
     assert cluster._chunked_width(n, 21) == width
     monkeypatch.setattr(cluster, "_block_similarities", recording)
     mask = reliable_pseudo_labels(x, labels, 20, 0.9)
@@ -180,14 +180,14 @@ def test_topk_by_chunks_matches_torch_topk(m, k):
 
 
 def test_chunked_width():
-    assert cluster._chunked_width(70_000, 101) == 70_016  # 8^2 divides it; 8^3 chunks too narrow
-    assert cluster._chunked_width(230, 2) == 232  # one level: chunks of 29 >= 8
-    assert cluster._chunked_width(230, 41) == 230  # chunks of 28 < 164: plain torch.topk
+    assert cluster._chunked_width(70_000, 101) == 70_016  # 8^2 divides it; 8^3 slices too narrow
+    assert cluster._chunked_width(230, 2) == 232  # one level: slices of 29 >= 8
+    assert cluster._chunked_width(230, 41) == 230  # slices of 28 < 164: plain torch.topk
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_matches_brute_force_through_the_chunks(seed):
-    """Wide enough for two levels of chunks (n = 3,000, N_s = 10), with exact duplicates among
+    """Wide enough for two levels of slices (n = 3,000, N_s = 10), with exact duplicates among
     the embeddings so that similarities tie."""
     x, labels = clustered(3000, 4, 6, 0.2, seed)
     x[1500:2000] = x[:500]
