@@ -96,7 +96,7 @@ BUDGETS = {
     "smoke": dict(epochs=1, batch_size=100, learning_rate=1e-3, n_samples=600, table3_counts=[100],
                   fig3_fractions=[0.2], tsne_points=100),
     "book": dict(epochs=6, batch_size=100, learning_rate=1e-3, n_samples=None, table3_counts=[400, 2000],
-                 fig3_fractions=[0.2, 0.3, 0.5], tsne_points=500),
+                 fig3_fractions=[0.2, 0.5], tsne_points=500),
     "paper": dict(epochs=50, batch_size=100, learning_rate=1e-3, n_samples=None,
                   table3_counts=[500, 2000, 4000, 6000, 8000], fig3_fractions=[0.2, 0.3, 0.5], tsne_points=2000),
 }
@@ -672,7 +672,8 @@ if experiments:
 # between the features of held-out images and of the same images rotated by 90°, 180°, 270°,
 # flipped horizontally, and flipped and rotated, per layer (the three convolutions and the
 # embedding), for the supervised model, parent-labelled models with labels on 20%, 30% and 50% of
-# the images, and the unsupervised model. Lower is more invariant. Raw MSE depends on each layer's
+# the images (the `book` profile trains 20% and 50% only, to keep the chapter within its six
+# minutes), and the unsupervised model. Lower is more invariant. Raw MSE depends on each layer's
 # scale, which the levels change, so we also show it divided by the mean squared feature of the
 # original images.
 
