@@ -640,13 +640,15 @@ def _block_similarities(x, start, stop, buffer):
 # slices a row is cut into by _topk_by_chunks (= columns per chunk); 8 was the fastest of 4, 8
 # and 16 at n = 70,000
 _TOPK_SLICES = 8
+# _topk_by_chunks cuts a row only while each slice stays at least this many times k wide
+_TOPK_MIN_SLICE_PER_K = 4
 
 
 def _chunked_width(n, k, n_slices=_TOPK_SLICES) -> int:
     """The smallest width >= n that `n_slices` ** levels divides, for as many levels of
     :func:`_topk_by_chunks` as keep every slice at least 4 k wide (no level: n itself)."""
     levels = 0
-    while n // n_slices ** (levels + 1) >= 4 * k:
+    while n // n_slices ** (levels + 1) >= _TOPK_MIN_SLICE_PER_K * k:
         levels += 1
     step = n_slices ** levels
     return -(-n // step) * step
@@ -669,7 +671,7 @@ def _topk_by_chunks(values, k, n_slices=_TOPK_SLICES):
     import torch
 
     b, m = values.shape
-    if m % n_slices or m // n_slices < 4 * k:
+    if m % n_slices or m // n_slices < _TOPK_MIN_SLICE_PER_K * k:
         return torch.topk(values, k, dim=1, sorted=True)
     width = m // n_slices
     slices = values.view(b, n_slices, width)
