@@ -195,3 +195,94 @@ def test_matches_brute_force_through_the_chunks(seed):
     for threshold in (0.5, 0.9):
         np.testing.assert_array_equal(reliable_pseudo_labels(x, labels, 10, threshold),
                                       reliable_pseudo_labels_direct(x, labels, 10, threshold))
+
+
+def normalised(x, labels):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("block_size", [None, 5, 64, 700])
+@pytest.mark.parametrize("seed", range(3))
+def test_all_agree_path_matches_brute_force(seed, block_size, monkeypatch):
+    """When Eq. (7) needs all N_s neighbours to agree: _reliable_when_all_agree gives the same
+    mask as brute force and as the top-k path, through blocks that cut label runs, with unequal
+    clusters (one of a single sample, one smaller than N_s) and triplicated embeddings across
+    labels (ties at m_i, decided on the full row)."""
+    x, labels = clustered(1500, 4, 5, 0.05, seed)
+    labels[labels == 4] = 3
+    labels[7] = 9                  # a cluster of one sample
+    labels[100:103] = 8            # a cluster smaller than N_s
+    x[800:900] = x[900:1000] = x[:100]  # triplicates, labelled alike and differently
+    calls, tied_rows = [], 0
+    original = cluster._lowest_index_neighbours
+    monkeypatch.setattr(cluster, "_lowest_index_neighbours",
+                        lambda row, k: calls.append(k) or original(row, k))
+    unit, codes = normalised(x, labels)
+    for n_neighbors, threshold in ((10, 0.99), (10, 0.9), (1, 0.0), (25, 0.97)):
+        assert np.arange(n_neighbors + 1)[np.arange(n_neighbors + 1) / n_neighbors
+                                          > threshold][0] == n_neighbors  # all must agree
+        expected = reliable_pseudo_labels_direct(x, labels, n_neighbors, threshold)
+        assert 0 < expected.sum() < len(x)
+        np.testing.assert_array_equal(
+            cluster._reliable_by_topk(unit, codes, n_neighbors, threshold, block_size), expected)
+        calls.clear()
+        np.testing.assert_array_equal(
+            cluster._reliable_when_all_agree(unit, codes, n_neighbors, block_size), expected)
+        tied_rows += len(calls)
+        np.testing.assert_array_equal(
+            reliable_pseudo_labels(x, labels, n_neighbors, threshold, block_size=block_size),
+            expected)
+    assert tied_rows  # some rows were tied at m_i and decided on the full row
+
+
+def test_all_agree_path_one_label_and_two_samples():
+    x, _ = clustered(40, 3, 2, 0.0, 1)
+    assert cluster._reliable_when_all_agree(*normalised(x, np.zeros(40, int)), 5).all()
+    assert cluster._reliable_when_all_agree(*normalised(np.eye(2), np.array([0, 0])), 1).all()
+    assert not cluster._reliable_when_all_agree(*normalised(np.eye(2), np.array([0, 1])), 1).any()
+
+
+@pytest.mark.parametrize("labels, n_neighbors, threshold, path", [
+    (np.arange(1000) % 10, 100, 0.99, "_reliable_when_all_agree"),   # the paper's setting
+    (np.arange(1000) % 10, 100, 0.9, "_reliable_by_topk"),           # 91 of 100 must agree
+    (np.arange(1000) % 4, 20, 0.99, "_reliable_when_all_agree"),     # squared sizes: n^2 / 4
+    (np.where(np.arange(1000) < 600, 0, 1), 20, 0.99, "_reliable_by_topk"),  # 0.52 n^2
+    (np.zeros(1000, int), 20, 0.99, "_reliable_by_topk"),
+])
+def test_path_chosen(monkeypatch, labels, n_neighbors, threshold, path):
+    x, _ = clustered(1000, 4, 10, 0.0, 0)
+    used = []
+    for name in ("_reliable_when_all_agree", "_reliable_by_topk"):
+        original = getattr(cluster, name)
+        monkeypatch.setattr(cluster, name, lambda *a, _o=original, _n=name: used.append(_n) or _o(*a))
+    mask = reliable_pseudo_labels(x, labels, n_neighbors, threshold)
+    assert used == [path]
+    np.testing.assert_array_equal(mask, reliable_pseudo_labels_direct(x, labels, n_neighbors,
+                                                                      threshold))
+
+
+def test_all_agree_path_memory_bounded(monkeypatch):
+    """The all-agree path's only large allocation is one similarity buffer of at most 2^26
+    float32 entries (n = 20,000: 3,355 rows of 20,000 columns a block)."""
+    import torch
+
+    n = 20_000
+    x, labels = clustered(n, 16, 5, 0.02, 4)
+    sizes = []
+    original = torch.empty
+
+    def recording(*shape, **kwargs):
+        tensor = original(*shape, **kwargs)
+        sizes.append(tensor.numel())
+        return tensor
+
+    monkeypatch.setattr(torch, "empty", recording)
+    mask = cluster._reliable_when_all_agree(*normalised(x, labels), 20)
+    monkeypatch.undo()
+    assert max(sizes) <= 2 ** 26 and max(sizes) * 5 < n * n
+    assert 0 < mask.sum() < n
+    unit = normalised(x, labels)[0]
+    for i in np.random.default_rng(0).choice(n, 300, replace=False):  # rows checked directly
+        row = unit @ unit[i]
+        row[i] = -np.inf
+        assert mask[i] == np.all(labels[cluster._lowest_index_neighbours(row, 20)] == labels[i])
