@@ -15,8 +15,9 @@ in one run:
 
 Synthetic embeddings, stated plainly: the embeddings are drawn as clustered Gaussians (K = 10
 centres, unit noise) and the predicted labels are the true clusters with a fraction ``--flip``
-redrawn at random. No result of the book rests on them. Memory does not depend on the values;
-the time depends on the sizes of the predicted clusters. With the defaults (N_s = 100,
+redrawn at random. No result of the book rests on them. Memory is bounded by the block of
+similarities (256 MiB and its temporaries) whatever the values; the time depends on the sizes of
+the predicted clusters, and a little on how many rows are near-ties. With the defaults (N_s = 100,
 lambda_r = 0.99) all 100 neighbours must agree, and with ten clusters of about equal size, as
 here, the function takes its faster route (``_reliable_when_all_agree``, about 55% of the full
 matrix's products and no top-k). A lower threshold, or one dominant cluster, takes the top-k

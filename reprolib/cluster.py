@@ -570,7 +570,7 @@ def reliable_pseudo_labels(embeddings, labels, n_neighbors=100, threshold=0.99,
 
     Never builds the n x n matrix: the similarities are computed ``block_size`` rows at a time
     (default: at most 2^26 entries, 256 MiB, per block) with a matrix product. Two exact
-    algorithms give the same mask:
+    algorithms give the same mask (as computed in float32: see the choices above):
 
     * when Eq. (7) needs all N_s neighbours to share i's label (N_s - 1 <= lambda_r N_s < N_s,
       as with the defaults) and no predicted cluster dominates (the squared cluster sizes sum
@@ -640,19 +640,20 @@ def _reliable_by_topk(unit, labels, k, threshold, block_size=None) -> np.ndarray
 def _reliable_when_all_agree(unit, labels, k, block_size=None) -> np.ndarray:
     """Eq. (6)-(7) when r_i > lambda_r needs all k = N_s neighbours to share i's label.
 
-    Then sample i is reliable exactly when at least k samples of its own label (itself
-    excluded) are strictly more similar to it than m_i, its largest similarity to a sample of
-    another label: the nearest differently-labelled sample is then not among the k nearest,
-    and otherwise it is. Where the k-th same-label similarity lies within float32 rounding of
-    m_i (exact duplicates, for example, which the lowest-index rule decides), the row is
-    re-examined on the full row. This needs no top-k, and, with the samples sorted by label,
-    each similarity is computed once or twice:
+    Then, ties at m_i aside, sample i is reliable exactly when at least k samples of its own
+    label (itself excluded) are strictly more similar to it than m_i, its largest similarity to
+    a sample of another label: the nearest differently-labelled sample is then not among the k
+    nearest, and otherwise it is. Where the k-th same-label similarity lies within float32
+    rounding of m_i (exact duplicates, for example, which the lowest-index rule decides), the
+    row is re-examined on its full row. This needs no top-k, and, with the samples sorted by
+    label, each similarity is computed once or twice:
 
     1. m_i for every i, from the upper triangle of the similarity matrix only: each block of
        rows [s, e) is multiplied with the rows [s, n) (with the rows after its label, for a
        block within one label); the block gives m for its own rows (row maxima over the
        columns of other labels) and for the later ones (column maxima over its rows of other
-       labels). At most half the products of the full matrix.
+       labels). About half the products of the full matrix: the upper triangle, plus the
+       diagonal block of each block's rows.
     2. The count of same-label similarities above m_i, from the diagonal label blocks only:
        the sum of the squared cluster sizes (a tenth of the matrix for ten equal clusters,
        all of it for a single cluster).
@@ -707,10 +708,11 @@ def _reliable_when_all_agree(unit, labels, k, block_size=None) -> np.ndarray:
             run = end
     above = np.empty(n, dtype=np.int64)
     unsure = []
-    # m_i and the same-label similarities come from different products, whose float32 results
-    # can each be off by d 2^-24 (unit vectors): comparisons closer than twice that are redone
-    # on the full row, all of it from one product (where exact duplicates tie exactly)
-    tolerance = unit.shape[1] * 2.0 ** -23
+    # a float32 similarity of unit vectors is off by at most about d 2^-24, in any product: so
+    # where m_i and the k-th same-label similarity (from different products) are within 4 times
+    # that, any other float32 computation, brute force included, could order them either way,
+    # and the row is redone on its full row, from one product (exact duplicates tie there)
+    tolerance = unit.shape[1] * 2.0 ** -22
     for first, last in zip(starts.tolist(), stops.tolist()):  # step 2
         step = max(1, min(block_size, _RELIABLE_BLOCK_ELEMENTS // (last - first + 2 * _ALIGN)))
         for start in range(first, last, step):
@@ -722,17 +724,20 @@ def _reliable_when_all_agree(unit, labels, k, block_size=None) -> np.ndarray:
             m = nearest_other[start:stop, None]
             count = (same > m + tolerance).view(torch.uint8).sum(dim=1, dtype=torch.int32)
             above[start:stop] = count.numpy()
-            check = torch.nonzero(count < k).reshape(-1)
-            if len(check):  # the k-th same-label similarity within rounding of m_i, or tied
-                near = (same[check] >= m[check] - tolerance).view(torch.uint8).sum(
-                    dim=1, dtype=torch.int32) >= k
-                unsure.extend((start + check[near]).tolist())
+            if bool((count < k).any()):  # the k-th same-label similarity near m_i, or tied
+                near = (same >= m - tolerance).view(torch.uint8).sum(dim=1, dtype=torch.int32)
+                decide = torch.nonzero((count < k) & (near >= k)).reshape(-1)
+                unsure.extend((start + decide).tolist())
     reliable = above >= k
-    for position in unsure:  # decided on the full row, with the lowest-index rule for ties
-        i = order[position]
-        row = unit @ unit[i]
-        row[i] = -np.inf
-        reliable[position] = np.all(labels[_lowest_index_neighbours(row, k)] == labels[i])
+    original = torch.from_numpy(unit)
+    for chunk in range(0, len(unsure), block_size):  # full rows, the lowest-index rule for ties
+        positions = unsure[chunk:chunk + block_size]
+        rows = buffer[:len(positions) * n].view(len(positions), n)
+        torch.mm(original[order[positions]], original.T, out=rows)
+        for row, position in zip(rows.numpy(), positions):
+            i = order[position]
+            row[i] = -np.inf
+            reliable[position] = np.all(labels[_lowest_index_neighbours(row, k)] == labels[i])
     mask = np.empty(n, dtype=bool)
     mask[order] = reliable
     return mask
