@@ -321,17 +321,17 @@ def update_centres(embeddings: np.ndarray, centres: np.ndarray, seed_: int) -> n
 
 h_check = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
 c_check = torch.randn(2, 3, generator=g, dtype=torch.float64)
-loop_e2 = sum(min(float(((h_check[n] - c) ** 2).sum()) for c in c_check) for n in range(6)) / (2 * 6)
+loop_e2 = sum(min(float(((h_check[n] - c) ** 2).sum().detach()) for c in c_check) for n in range(6)) / (2 * 6)
 e2_check = embedded_kmeans_loss(h_check, c_check)
 (grad_e2,) = torch.autograd.grad(e2_check, h_check)
-assert np.isclose(float(e2_check), loop_e2)
+assert np.isclose(float(e2_check.detach()), loop_e2)
 assert torch.allclose(grad_e2, (h_check - c_check[nearest_centre(h_check, c_check)]).detach() / 6)
 h_many = torch.randn(200, 3, generator=g, dtype=torch.float64)
 c_random = h_many[:4].clone()
 c_refit = torch.from_numpy(update_centres(h_many.numpy().astype(np.float32), c_random.numpy().astype(np.float32), 0))
 e2_before, e2_after = float(embedded_kmeans_loss(h_many, c_random)), float(embedded_kmeans_loss(h_many, c_refit.double()))
 assert e2_after <= e2_before
-print(f"E2 as a loop: {loop_e2:.6f}; vectorised: {float(e2_check):.6f}; gradient (h - c*)/N: checked; "
+print(f"E2 as a loop: {loop_e2:.6f}; vectorised: {float(e2_check.detach()):.6f}; gradient (h - c*)/N: checked; "
       f"refit of the centres: E2 {e2_before:.4f} -> {e2_after:.4f}")
 
 # %% [markdown]
@@ -502,7 +502,7 @@ def train_dcae(level: str, fraction: float, run: int, name: str, use_e2: bool = 
             loss.backward()
             optimiser.step()
             for key in sums:
-                sums[key] += float(terms[key]) * len(batch) / len(order)
+                sums[key] += float(terms[key].detach()) * len(batch) / len(order)
         state["centres"] = torch.from_numpy(update_centres(embed_all(model, x_train), state["centres"].numpy(),
                                                            run_seed_ + epoch))
         return sums

@@ -800,7 +800,7 @@ def autoencoder_kmeans() -> np.ndarray:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss) * len(batch)
+            total += float(loss.detach()) * len(batch)
         return {"mse": total / n}
 
     training.run_epochs(budget.ae_epochs, epoch_fn, checkpoints / "autoencoder.pt",
