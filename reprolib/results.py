@@ -76,9 +76,13 @@ def git_commit(path: Path | None = None) -> str | None:
 def run_commit(notebook_dir: Path | None = None) -> str | None:
     """The commit a run's code comes from: the checkout holding the notebook (the working directory
     by default), with ``+reprolib.<commit>`` appended when reprolib is imported from another
-    checkout (a shared or installed environment), so a record names both pieces of code it ran."""
+    checkout (a shared or installed environment), so a record names both pieces of code it ran.
+    Outside any git checkout (a copy of the tree sent to a lent GPU machine has no ``.git``) it is
+    the commit the caller names in the environment variable ``REPROLIB_GIT_COMMIT``, or None."""
     notebook_dir = Path(notebook_dir or Path.cwd()).resolve()
     here, package = git_commit(notebook_dir), git_commit()
+    if here is None and package is None:
+        return os.environ.get("REPROLIB_GIT_COMMIT") or None
     same_checkout = (_git(notebook_dir, "rev-parse", "--show-toplevel")
                      == _git(Path(__file__).resolve().parent, "rev-parse", "--show-toplevel"))
     if here is None or package is None or same_checkout:

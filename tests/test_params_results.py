@@ -132,3 +132,12 @@ def test_a_record_names_both_checkouts_when_reprolib_comes_from_another(tmp_path
     assert recorded.startswith(results.git_commit(tmp_path))
     if package_commit is not None:  # reprolib is in a git checkout (not an installed wheel)
         assert recorded.endswith("+reprolib." + package_commit)
+
+
+def test_outside_any_checkout_the_record_names_the_commit_the_caller_gives(tmp_path, monkeypatch):
+    # A copy of the tree sent to a lent GPU machine has no .git: the caller names the commit.
+    monkeypatch.setattr(results, "git_commit", lambda path=None: None)
+    monkeypatch.delenv("REPROLIB_GIT_COMMIT", raising=False)
+    assert results.run_commit(tmp_path) is None
+    monkeypatch.setenv("REPROLIB_GIT_COMMIT", "0123abc")
+    assert results.run_commit(tmp_path) == "0123abc"
