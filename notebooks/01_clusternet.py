@@ -118,7 +118,7 @@ BUDGETS = {
     "smoke": dict(pretrain_epochs=1, finetune_epochs=2, learning_rate=1e-3, n_runs=1, n_samples=600,
                   fractions=[0.02], table3_fraction=None, lambdas=[], tsne_points=200, kmeans_n_init=1),
     "book": dict(pretrain_epochs=8, finetune_epochs=8, learning_rate=1e-3, n_runs=1, n_samples=None,
-                 fractions=[0.02], table3_fraction=0.005, lambdas=[0.0], tsne_points=1000,
+                 fractions=[0.02], table3_fraction=0.005, lambdas=[0.0], tsne_points=700,
                  kmeans_n_init=10),
     "paper": dict(pretrain_epochs=100, finetune_epochs=60, learning_rate=1e-4, n_runs=5, n_samples=None,
                   fractions=PAPER_FRACTIONS, table3_fraction=0.005, lambdas=[0.0, 0.1, 0.5, 1.0],
