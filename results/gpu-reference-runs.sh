@@ -55,11 +55,9 @@ run() {
 (run ch5-paper-moco200 05_spice.py -p moco_epochs=200 -p head_epochs=100 -p joint_epochs=20 -p experiments=False) &
 wait
 
-cd "$RUNS" && {
-  cat status.txt
-  for log in *.log; do echo "== $log"; tail -n 3 "$log"; done
-} > "$OUT/summary.txt" 2>&1
-cd "$RUNS" && tar czf "$OUT/runs.tar.gz" machine.txt status.txt *.log $(find . -mindepth 2 -maxdepth 2 -name results.json)
-cd "$RUNS" && tar czf "$OUT/notebooks.tar.gz" $(find . -mindepth 2 -maxdepth 2 -name '*.ipynb')
+cd "$RUNS" || exit 1
+{ cat status.txt; for log in *.log; do echo "== $log"; tail -n 3 "$log"; done; } > "$OUT/summary.txt" 2>&1
+tar czf "$OUT/runs.tar.gz" machine.txt status.txt *.log $(find . -mindepth 2 -maxdepth 2 -name results.json)
+tar czf "$OUT/notebooks.tar.gz" $(find . -mindepth 2 -maxdepth 2 -name '*.ipynb')
 ls -l "$OUT"
 cat "$OUT/summary.txt"

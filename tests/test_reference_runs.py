@@ -16,5 +16,5 @@ def test_reference_run_has_its_command_and_valid_records(folder):
     assert records, f"{folder} holds no {results.RESULTS_FILE}"
     for path in records:
         record = results.load(path)  # validates the schema
-        assert record["chapter"] == folder.parent.name.split("_", 1)[1] or record["chapter"] == folder.parent.name
+        assert record["chapter"] == folder.parent.name, f"{path} is a record of {record['chapter']}"
         assert record["device"] and record["git_commit"], f"{path} does not say where and from what code it ran"
