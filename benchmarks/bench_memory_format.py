@@ -7,6 +7,8 @@ of Chapter 5 at the ``book`` profile: a MoCo step of the query branch (forward a
 batch of 256 views, SGD update) plus the key branch's forward of the same batch, on 1 x 28 x 28
 (MNIST) and 3 x 32 x 32 (CIFAR-10-sized) inputs; it prints the median step time of each layout
 and the ratio, and checks that the two layouts compute the same features from the same weights.
+It also times the chapter's evaluation passes (features of 4,500 images without gradients, NHWC)
+in batches of 1,000 and of 256, the chapter's ``EVAL_BATCH``.
 
 Random images, stated plainly: speed does not depend on the pixel values. No result of the book
 rests on them.
@@ -64,6 +66,29 @@ def compare(channels: int, side: int, batch: int, repeats: int) -> tuple[float, 
     return statistics.median(times["NCHW"]), statistics.median(times["NHWC"]), same
 
 
+def eval_seconds(net: ConvNet, images: torch.Tensor, batch: int) -> float:
+    """Features of all `images` in evaluation mode, `batch` at a time."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            net(images[i:i + batch])
+    return time.perf_counter() - start
+
+
+def compare_eval_batches(repeats: int, batches=(1000, 256), n: int = 4500) -> dict[int, float]:
+    """Median seconds per evaluation pass over n 1 x 28 x 28 images, for each batch size (alternated)."""
+    torch.manual_seed(0)
+    images = torch.rand(n, 1, 28, 28)
+    net = ConvNet(1, WIDTHS, True).eval()
+    times = {b: [] for b in batches}
+    for i in range(repeats + 1):   # the first round warms up
+        for b in batches:
+            seconds = eval_seconds(net, images, b)
+            if i >= 1:
+                times[b].append(seconds)
+    return {b: statistics.median(t) for b, t in times.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
@@ -77,6 +102,9 @@ def main(argv=None) -> int:
         ok &= same
         print(f"  {channels} x {side} x {side}: NCHW {nchw * 1000:7.1f} ms, NHWC {nhwc * 1000:7.1f} ms, "
               f"NCHW / NHWC = {nchw / nhwc:.2f}; same features: {'yes' if same else 'NO'}")
+    evaluation = compare_eval_batches(max(3, args.repeats // 2))
+    print(f"  evaluation of 4,500 images of 1 x 28 x 28 (NHWC, no gradients): batches of 1,000 "
+          f"{evaluation[1000]:.2f} s, of 256 {evaluation[256]:.2f} s, ratio {evaluation[1000] / evaluation[256]:.2f}")
     return 0 if ok else 1
 
 

@@ -343,7 +343,7 @@ class ClusterNetAutoencoder(nn.Module):
 
 
 @torch.no_grad()
-def embed(model: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
+def embed(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """z = f(theta_e; x) for all of x, in evaluation mode (no dropout)."""
     model.eval()
     z = torch.cat([model.encoder(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])

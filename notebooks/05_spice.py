@@ -395,8 +395,11 @@ class Moco(nn.Module):
         return loss
 
 
+EVAL_BATCH = 256  # images per forward pass without gradients: faster than 1,000 on 2 CPU cores (make bench)
+
+
 @torch.no_grad()
-def embed(backbone: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def embed(backbone: nn.Module, images: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
     """Phi(x), L2-normalised, in evaluation mode."""
     was_training = backbone.training
     backbone.eval()
@@ -650,7 +653,7 @@ class Heads(nn.Module):
 
 
 @torch.no_grad()
-def raw_features(backbone: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def raw_features(backbone: nn.Module, images: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
     """Phi(x) (not normalised), evaluation mode; images float or uint8."""
     was_training = backbone.training
     backbone.eval()
@@ -947,7 +950,8 @@ print("Eq. (9): joint_loss equals the written-out sum")
 @torch.no_grad()
 def network_predictions(net: nn.Module, images: torch.Tensor) -> np.ndarray:
     net.eval()
-    pred = torch.cat([net(images[i:i + 1000].to(device)).argmax(-1).cpu() for i in range(0, len(images), 1000)])
+    pred = torch.cat([net(images[i:i + EVAL_BATCH].to(device)).argmax(-1).cpu()
+                      for i in range(0, len(images), EVAL_BATCH)])
     net.train()
     return pred.numpy()
 
