@@ -25,9 +25,12 @@ EXIT_BAD_PARAMETER = 2
 # papermill waits 60 s for a kernel by default; on two busy cores (a sweep with two workers next
 # to the test suite) starting one has taken longer, and the point failed with "Kernel didn't respond".
 KERNEL_START_TIMEOUT_S = 600
-# Kernels talk over TCP on ports jupyter_client picks free and then releases; two kernels started
-# at the same moment (a sweep's parallel points) can pick the same port, and the loser dies with
-# "Address already in use" before it runs any cell. Such a start is tried again.
+# On POSIX systems the kernel talks to papermill over Unix-domain sockets in a private temporary
+# folder (jupyter_client's "ipc" transport): no TCP ports, so no plain-text traffic on localhost
+# (ipykernel warns about that on every start) and no port races. Elsewhere it uses TCP, on ports
+# jupyter_client picks free and then releases; two kernels started at the same moment (a sweep's
+# parallel points) can then pick the same port, and the loser dies with "Address already in use"
+# before it runs any cell. A kernel that dies while starting is started again.
 KERNEL_START_ATTEMPTS = 3
 KERNEL_DIED = "Kernel died before replying to kernel_info"
 
@@ -106,15 +109,24 @@ def execute(source: Path, profile: str, values: dict[str, Any], out: Path) -> di
     return load_results(out / RESULTS_FILE)
 
 
+def kernel_transport(folder: Path) -> dict[str, Any]:
+    """papermill keyword arguments that put the kernel's sockets in `folder` (POSIX); none elsewhere."""
+    if os.name != "posix":
+        return {}
+    from traitlets.config import Config
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})}
+
+
 def execute_notebook(ipynb: Path, executed: Path, parameters: dict[str, Any], cwd: Path,
                      progress_bar: bool = False) -> None:
     """papermill.execute_notebook, started again when the kernel dies before running any cell."""
     import papermill
     for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
         try:
-            papermill.execute_notebook(str(ipynb), str(executed), parameters=parameters, kernel_name="python3",
-                                       cwd=str(cwd), start_timeout=KERNEL_START_TIMEOUT_S,
-                                       progress_bar=progress_bar)
+            with tempfile.TemporaryDirectory(prefix="reprolib-kernel-") as sockets:
+                papermill.execute_notebook(str(ipynb), str(executed), parameters=parameters, kernel_name="python3",
+                                           cwd=str(cwd), start_timeout=KERNEL_START_TIMEOUT_S,
+                                           progress_bar=progress_bar, **kernel_transport(Path(sockets)))
             return
         except RuntimeError as error:
             if KERNEL_DIED not in str(error) or attempt == KERNEL_START_ATTEMPTS:

@@ -1,4 +1,5 @@
 """`python -m reprolib run`: bad parameters exit 2 with one line, before anything executes."""
+import os
 import subprocess
 import sys
 
@@ -104,3 +105,18 @@ def test_a_kernel_that_keeps_dying_or_another_error_is_raised(monkeypatch, tmp_p
     with pytest.raises(RuntimeError, match="a cell failed"):
         runner.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
     assert other.calls == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix-domain sockets are POSIX only; elsewhere the kernel uses TCP")
+def test_the_kernel_talks_over_private_sockets_not_tcp(tmp_path, capfd):
+    import nbformat
+    from reprolib import runner
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    runner.execute_notebook(tmp_path / "in.ipynb", tmp_path / "out.ipynb", {}, tmp_path)
+    printed = "".join(o.get("text", "") for o in nbformat.read(tmp_path / "out.ipynb", 4).cells[0].outputs)
+    assert printed.strip() == "ipc"                              # the kernel's own transport
+    assert "without encryption" not in capfd.readouterr().err    # ipykernel's TCP warning is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ipynb", "out.ipynb"]  # no socket files left behind
