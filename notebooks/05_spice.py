@@ -820,9 +820,9 @@ report.glue("best_head_acc", max(selection["accs"]))
 # the paper states): on `mnist5k`'s {glue:text}`n_train` training images $N_s = 100$ neighbours
 # are a quarter of a class, and at 0.99 the reliable set of our early `book`-profile trials kept
 # a few images of some clusters and none of others (the sweep below shows the share and accuracy
-# at both). At 0.9 a cluster can still be left without reliable images (this build:
-# {glue:text}`reliable_empty` such clusters); stage 3's classifier then sees no labelled image of
-# it, and only Eq. (9)'s consistency term reaches it.
+# at both). At 0.9 a cluster can still be left without reliable images (clusters without any in
+# this build: {glue:text}`reliable_empty`); stage 3's classifier then sees no labelled image of
+# such a cluster, and only Eq. (9)'s consistency term reaches it.
 
 # %%
 train_labels_self = self_train_pred
@@ -1584,9 +1584,9 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 #   CPU cores (the reference table gives it); ResNet-34 and a thousand epochs need a GPU. A GPU was
 #   lent to this issue once, for 15 minutes shared by five chapters' runs: a ResNet-34 run on
 #   `mnist5k` with 200 MoCo epochs started there and was stopped in stage 2.
-# * **The `book` profile's 0.85 target.** The targets table gives this build's verdict;
-#   {glue:text}`batch_at_book_target` of the {glue:text}`batch_runs` committed `book`-profile runs
-#   of the seeds section reach it. Twelve MoCo epochs of a small CNN give features that k-means
+# * **The `book` profile's 0.85 target.** The targets table gives this build's verdict. Of the
+#   {glue:text}`batch_runs` committed `book`-profile runs of the seeds section, the number that
+#   reach it is {glue:text}`batch_at_book_target`. Twelve MoCo epochs of a small CNN give features that k-means
 #   clusters far below the reference runs' (see "What we found"), and most of the spread between
 #   runs is already there in SPICE-Self.
 # * **Fig. 5** (prototype images and attention maps) needs convolutional feature maps of the
