@@ -27,6 +27,7 @@ BUILD = ROOT / "_build"
 STAGE = BUILD / "src"
 RUNS = BUILD / "runs"
 COPIED = ("_config.yml", "_toc.yml", "references.bib")
+CHAPTER_BUDGET_S = {"smoke": 60, "book": 360}  # CHAPTER_CONTRACT point 4, on 2 CPU cores
 
 
 def toc_files(root: Path = ROOT) -> list[str]:
@@ -80,7 +81,10 @@ def _run_page(source: Path, profile: str, force: bool) -> Path:
         ipynb = to_ipynb(source, out)
         execute_notebook(ipynb, executed, {"output_dir": output_dir_for(source, out)}, source.parent)
     stamp_file.write_text(stamp)
-    print(f"[book] {source.relative_to(ROOT)} done in {time.perf_counter() - started:.0f} s", flush=True)
+    elapsed = time.perf_counter() - started
+    budget = CHAPTER_BUDGET_S.get(profile) if source.parent.name == "notebooks" else None
+    print(f"[book] {source.relative_to(ROOT)} done in {elapsed:.0f} s"
+          + (f" (chapter budget {budget} s{': OVER' if elapsed > budget else ''})" if budget else ""), flush=True)
     return executed
 
 
