@@ -1014,8 +1014,8 @@ if lambdas:
     fig5b_source = f"this build ({profile}, {dataset}, labels={headline_name})"
 else:
     fig5b_runs = [results.load(path) for path in sorted((COMMITTED / FIG5B_SWEEP).rglob(results.RESULTS_FILE))]
-    fig5b = pd.concat([fig5b_rows(run_) for run_ in fig5b_runs] or [fig5b_rows({"rows": [], "parameters": {}})],
-                      ignore_index=True)
+    fig5b = (pd.concat([fig5b_rows(run_) for run_ in fig5b_runs], ignore_index=True) if fig5b_runs
+             else pd.DataFrame(columns=["seed", "lambda", "acc_heldout", "nmi_heldout"]))
     fig5b_source = (f"committed {FIG5B_SWEEP} ({fig5b_runs[0]['profile']}, {fig5b_runs[0]['parameters']['dataset']}, "
                     f"labels={record_labels(fig5b_runs[0])}, seeds {', '.join(str(v) for v in sorted(fig5b.seed.unique()))})"
                     if len(fig5b) else "not run (-p ablation=True runs it)")
@@ -1319,9 +1319,9 @@ seed_spreads.round(4)
 
 # %%
 def fig5b_value(run_: dict, which: str, metric: str = "acc") -> float:
-    """Held-out score of a run's Fig. 5(b) row for `which` ('annealed' or 'fixed 0'); NaN if absent."""
-    return next((r["value"] for r in run_["rows"] if r["experiment"] == "fig5b" and which in r["setting"]
-                 and r["metric"] == metric), np.nan)
+    """Held-out score of a run's Fig. 5(b) row for `which` ('annealed (Eq. 17)', 'fixed 0'); NaN if absent."""
+    table = fig5b_rows(run_).set_index("lambda")
+    return float(table.loc[which, f"{metric}_heldout"]) if which in table.index else np.nan
 
 
 OBJECTIVE_VARIANTS = {"unlabelled_pairs=unlabelled": "the defaults (Eq. 6, Eq. 7 on unlabelled pairs)",
