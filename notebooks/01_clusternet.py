@@ -103,7 +103,7 @@ from reprolib.networks import Dropout
 
 if label_fraction is not None and labels_per_class is not None:
     raise params.ParameterError("labels_per_class", "give label_fraction or labels_per_class, not both")
-if ablation not in (None, True, False):
+if not (ablation is None or isinstance(ablation, bool)):
     raise params.ParameterError("ablation", f"must be True, False or None (the profile's), not {ablation!r}")
 label_fraction = 0.02 if label_fraction is None and labels_per_class is None else label_fraction
 params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters,

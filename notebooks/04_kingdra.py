@@ -109,7 +109,7 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
 if not (isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool) and noise_std >= 0):
     raise params.ParameterError("noise_std", f"must be a number >= 0; got {noise_std!r}")
-if side_experiments not in (None, True, False):
+if not (side_experiments is None or isinstance(side_experiments, bool)):
     raise params.ParameterError("side_experiments", f"must be True, False or None (the profile's), not {side_experiments!r}")
 if not (isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool) and 0 <= min_confidence < 1):
     raise params.ParameterError("min_confidence", f"must be a number in [0, 1); got {min_confidence!r}")

@@ -18,3 +18,28 @@ def test_reference_run_has_its_command_and_valid_records(folder):
         record = results.load(path)  # validates the schema
         assert record["chapter"] == folder.parent.name, f"{path} is a record of {record['chapter']}"
         assert record["device"] and record["git_commit"], f"{path} does not say where and from what code it ran"
+
+
+# Committed runs that a chapter's `book` build shows in place of cells it no longer runs itself
+# (to fit the chapter's six minutes): chapter, folder, the experiments the build reads from it.
+SHOWN_BY_THE_BOOK = [
+    ("04_kingdra", "book-side-experiments", {"table1", "appendix_c1", "ablation_im_weights"}),
+    ("05_spice", "book-side-experiments", {"table7", "table8"}),
+]
+
+
+@pytest.mark.parametrize("chapter, folder, experiments", SHOWN_BY_THE_BOOK, ids=lambda v: str(v))
+def test_a_run_the_book_shows_has_the_builds_settings(chapter, folder, experiments):
+    from reprolib.runner import chapter_defaults
+
+    records = [results.load(path) for path in sorted((ROOT / chapter / folder).rglob(results.RESULTS_FILE))]
+    assert len(records) == 1, f"the build reads one run from results/{chapter}/{folder}, found {len(records)}"
+    record = records[0]
+    assert record["profile"] == "book" and record["parameters"]["side_experiments"] is True
+    assert experiments <= {row["experiment"] for row in record["rows"]}, "a side experiment is missing"
+    # every parameter with a fixed default ran at that default, so the run trained the ensemble the build trains
+    defaults = chapter_defaults(ROOT.parent / "notebooks" / f"{chapter}.py")
+    differ = {name: (record["parameters"][name], value) for name, value in defaults.items()
+              if value is not None and name not in ("profile", "output_dir") and name in record["parameters"]
+              and record["parameters"][name] != value}
+    assert differ == {}, f"results/{chapter}/{folder} ran with other settings than the build's: {differ}"
