@@ -1607,6 +1607,8 @@ _ = report.glue("joint_epochs_run", budget.joint_epochs)
 #   Joint-MH with one M-step pass per big batch and a learning rate of 5e-4 for the feature model
 #   (the paper gives neither); Joint-MH with `joint_mh_heads` heads (two at the `book` profile,
 #   where each head's mini-batch passes through the feature model, so its time grows with the heads).
+#   The `book` build shows these rows from a committed `book` run (`side_experiments`) instead of
+#   training them itself, and says so above the table.
 #
 # ## What we could not reproduce, and why
 #
