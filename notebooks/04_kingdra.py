@@ -1003,7 +1003,7 @@ if experiments and not budget.side_experiments:
 if run_side:
     side_source = "this build"
 elif side_record:
-    side_source = (f"the committed run {SIDE_RUN} ({side_record['profile']} profile, {side_record['dataset']['name']}, "
+    side_source = (f"the committed run results/04_kingdra/{SIDE_RUN}/ ({side_record['profile']} profile, {side_record['dataset']['name']}, "
                    f"seed {side_record['seed']}, code {side_record['git_commit'][:7]}); -p side_experiments=True runs "
                    f"them in the build")
 else:
@@ -1013,7 +1013,7 @@ print(f"Table 1, Appendix C.1 and the IM-weights ablation: {side_source}")
 if side_record:  # the committed run must have trained the ensemble this build trained
     side_headline = results.headline(side_record)["value"]
     print(f"its Kingdra-Ladder-IM {side_headline:.4f}, this build's {headline_acc:.4f}: "
-          f"{'the same ensemble' if side_headline == headline_acc else 'NOT the same ensemble (other data, seed or code)'}")
+          f"{'the same ensemble' if side_headline == headline_acc else 'NOT the same ensemble (another profile, dataset, seed, code or thread count)'}")
 
 
 def side_rows(experiment: str) -> list[dict]:

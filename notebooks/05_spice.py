@@ -1211,7 +1211,7 @@ side_record = results.load(side_paths[0]) if experiments and not run_side and si
 if run_side:
     side_source = "this build"
 elif side_record:
-    side_source = (f"the committed run {SIDE_RUN} ({side_record['profile']} profile, {side_record['dataset']['name']}, "
+    side_source = (f"the committed run results/05_spice/{SIDE_RUN}/ ({side_record['profile']} profile, {side_record['dataset']['name']}, "
                    f"seed {side_record['seed']}, code {side_record['git_commit'][:7]}); -p side_experiments=True "
                    f"trains them in the build")
 else:
@@ -1224,7 +1224,7 @@ if side_record:  # its rows stand for this build's only if its stage 1 is this b
     same_ = key_numbers(side_record).get(kmeans_) == key_numbers(record.to_dict()).get(kmeans_)
     print(f"its k-means on the stage-1 features {key_numbers(side_record).get(kmeans_, np.nan):.4f}, this build's "
           f"{key_numbers(record.to_dict()).get(kmeans_, np.nan):.4f}: "
-          f"{'the same feature model' if same_ else 'NOT the same feature model (other data, seed or code)'}")
+          f"{'the same feature model' if same_ else 'NOT the same feature model (another profile, dataset, seed, code or thread count)'}")
     committed_ = {}
     for row in side_record["rows"]:
         if row["experiment"] in ("table7", "table8"):
