@@ -103,8 +103,6 @@ from reprolib.networks import Dropout
 
 if label_fraction is not None and labels_per_class is not None:
     raise params.ParameterError("labels_per_class", "give label_fraction or labels_per_class, not both")
-if not (ablation is None or isinstance(ablation, bool)):
-    raise params.ParameterError("ablation", f"must be True, False or None (the profile's), not {ablation!r}")
 label_fraction = 0.02 if label_fraction is None and labels_per_class is None else label_fraction
 params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters,
                   **({"label_fraction": label_fraction} if label_fraction is not None else {}),
@@ -113,7 +111,7 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   unlabelled_pairs=unlabelled_pairs, labelled_loss=labelled_loss,
                   learning_rate=learning_rate,
                   batch_size=batch_size, pretrain_batch_size=pretrain_batch_size, n_runs=n_runs,
-                  n_samples=n_samples))
+                  n_samples=n_samples, ablation=ablation))
 
 PAPER_FRACTIONS = [0.01, 0.02, 0.05, 0.10]  # Table 5
 BUDGETS = {

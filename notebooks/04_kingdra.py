@@ -106,11 +106,10 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   pseudo_labels=pseudo_labels,
                   pseudo_batches=pseudo_batches,
                   initial_epochs=initial_epochs, n_iterations=n_iterations, iteration_epochs=iteration_epochs,
-                  batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples))
+                  batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples,
+                  side_experiments=side_experiments))
 if not (isinstance(noise_std, (int, float)) and not isinstance(noise_std, bool) and noise_std >= 0):
     raise params.ParameterError("noise_std", f"must be a number >= 0; got {noise_std!r}")
-if not (side_experiments is None or isinstance(side_experiments, bool)):
-    raise params.ParameterError("side_experiments", f"must be True, False or None (the profile's), not {side_experiments!r}")
 if not (isinstance(min_confidence, (int, float)) and not isinstance(min_confidence, bool) and 0 <= min_confidence < 1):
     raise params.ParameterError("min_confidence", f"must be a number in [0, 1); got {min_confidence!r}")
 
@@ -996,16 +995,12 @@ if experiments:
 
 # %%
 run_side = experiments and budget.side_experiments  # Table 1, Appendix C.1 and the ablation run in this build
-side_record = None
-if experiments and not budget.side_experiments:
-    side_paths = sorted((reference_dir / SIDE_RUN).rglob(results.RESULTS_FILE))
-    side_record = results.load(side_paths[0]) if side_paths else None
+side_record = results.load_committed(reference_dir / SIDE_RUN) if experiments and not run_side else None
 if run_side:
     side_source = "this build"
 elif side_record:
-    side_source = (f"the committed run results/04_kingdra/{SIDE_RUN}/ ({side_record['profile']} profile, {side_record['dataset']['name']}, "
-                   f"seed {side_record['seed']}, code {side_record['git_commit'][:7]}); -p side_experiments=True runs "
-                   f"them in the build")
+    side_source = (f"the committed run results/04_kingdra/{SIDE_RUN}/ ({results.provenance(side_record)}); "
+                   f"-p side_experiments=True runs them in the build")
 else:
     side_source = "no run: -p side_experiments=True runs them"
 report.glue("side_source", side_source)

@@ -115,7 +115,7 @@ params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clus
                   held_out_fraction=held_out_fraction, backbone=backbone, moco_epochs=moco_epochs,
                   moco_batch=moco_batch, queue_size=queue_size, n_heads=n_heads, head_epochs=head_epochs,
                   big_batch_size=big_batch_size, assignment=assignment, head_loss=head_loss, n_neighbors=n_neighbors,
-                  joint_epochs=joint_epochs, joint_head=joint_head))
+                  joint_epochs=joint_epochs, joint_head=joint_head, side_experiments=side_experiments))
 for name_, value_, low_, high_ in (("temperature", temperature, 0, None), ("center_ratio", center_ratio, 0, 1),
                                    ("reliable_threshold", reliable_threshold, 0, 1),
                                    ("confidence_threshold", confidence_threshold, 0, 1)):
@@ -124,8 +124,6 @@ for name_, value_, low_, high_ in (("temperature", temperature, 0, None), ("cent
         raise params.ParameterError(name_, f"must be a number in ({low_}, {high_ or 'inf'}]; got {value_!r}")
 if not (isinstance(unlabelled_ratio, int) and unlabelled_ratio >= 1):
     raise params.ParameterError("unlabelled_ratio", f"must be an integer >= 1; got {unlabelled_ratio!r}")
-if not (side_experiments is None or isinstance(side_experiments, bool)):
-    raise params.ParameterError("side_experiments", f"must be True, False or None (the profile's), not {side_experiments!r}")
 if backbone not in (None, "cnn", "resnet18", "resnet34"):
     raise params.ParameterError("backbone", f"must be one of cnn, resnet18, resnet34; got {backbone!r}")
 
@@ -1206,14 +1204,13 @@ PAPER_TABLE8 = {("weak", "weak"): (0.905, 0.815, 0.808), ("strong", "weak"): (0.
                 ("strong", "strong"): (0.902, 0.812, 0.803), ("weak", "strong"): (0.908, 0.817, 0.812)}
 SIDE_RUN = "book-side-experiments"  # the committed book run shown when the build skips Tables VII and VIII
 run_side = experiments and budget.side_experiments
-side_paths = sorted((Path("..") / "results" / "05_spice" / SIDE_RUN).rglob(results.RESULTS_FILE))
-side_record = results.load(side_paths[0]) if experiments and not run_side and side_paths else None
+side_record = (results.load_committed(Path("..") / "results" / "05_spice" / SIDE_RUN)
+               if experiments and not run_side else None)
 if run_side:
     side_source = "this build"
 elif side_record:
-    side_source = (f"the committed run results/05_spice/{SIDE_RUN}/ ({side_record['profile']} profile, {side_record['dataset']['name']}, "
-                   f"seed {side_record['seed']}, code {side_record['git_commit'][:7]}); -p side_experiments=True "
-                   f"trains them in the build")
+    side_source = (f"the committed run results/05_spice/{SIDE_RUN}/ ({results.provenance(side_record)}); "
+                   f"-p side_experiments=True trains them in the build")
 else:
     side_source = "no run: -p side_experiments=True trains them"
 report.glue("side_source", side_source)
@@ -1221,10 +1218,9 @@ print(f"Tables VII and VIII: {side_source}")
 ablation_rows = []
 if side_record:  # its rows stand for this build's only if its stage 1 is this build's
     kmeans_ = "k-means (stage-1 features) (train)"
-    same_ = key_numbers(side_record).get(kmeans_) == key_numbers(record.to_dict()).get(kmeans_)
-    print(f"its k-means on the stage-1 features {key_numbers(side_record).get(kmeans_, np.nan):.4f}, this build's "
-          f"{key_numbers(record.to_dict()).get(kmeans_, np.nan):.4f}: "
-          f"{'the same feature model' if same_ else 'NOT the same feature model (another profile, dataset, seed, code or thread count)'}")
+    theirs_, ours_ = (key_numbers(run_).get(kmeans_, np.nan) for run_ in (side_record, record.to_dict()))
+    print(f"its k-means on the stage-1 features {theirs_:.4f}, this build's {ours_:.4f}: "
+          f"{'the same feature model' if theirs_ == ours_ else 'NOT the same feature model (another profile, dataset, seed, code or thread count)'}")
     committed_ = {}
     for row in side_record["rows"]:
         if row["experiment"] in ("table7", "table8"):

@@ -128,6 +128,16 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            "joint_head": ("fitted", "fresh", "selected")}
 
 
+#: Switches whose None means "the profile's choice" (the chapter's budget table decides): Chapter 1's
+#: Fig. 5(b) ablation and Chapters 4 and 5's side experiments, which the `book` profile shows from a
+#: committed run instead of running them. Only True, False and None pass (not 1 or 0, though 1 == True).
+PROFILE_SWITCHES = ("ablation", "side_experiments")
+
+
+def _check_switch(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else f"must be True, False or None (the profile's), not {value!r}"
+
+
 def _check_choice(name: str, value: Any) -> str | None:
     allowed = CHOICES[name]
     return None if value in allowed else f"must be one of {', '.join(allowed)}; got {value!r}"
@@ -150,6 +160,8 @@ def _check_by_name(name: str, value: Any) -> str | None:
         return SHARED_CHECKS[name](value)
     if name in CHOICES:
         return _check_choice(name, value)
+    if name in PROFILE_SWITCHES:
+        return _check_switch(value)
     if name.endswith("_fraction"):
         return None if value is None else _check_label_fraction(value)
     if name.endswith("epochs"):

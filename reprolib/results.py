@@ -213,6 +213,19 @@ def rows_frame(record: dict):
     return frame
 
 
+def load_committed(folder: str | os.PathLike) -> dict | None:
+    """The one record under `folder` (a committed run a chapter shows in place of cells its `book`
+    build skips, e.g. ``results/04_kingdra/book-side-experiments``); None where the folder has none."""
+    paths = sorted(Path(folder).rglob(RESULTS_FILE))
+    return load(paths[0]) if paths else None
+
+
+def provenance(record: dict) -> str:
+    """Where a committed record's numbers come from, in words: profile, dataset, seed and code."""
+    return (f"{record['profile']} profile, {record['dataset']['name']}, seed {record['seed']}, "
+            f"code {(record['git_commit'] or 'unknown')[:7]}")
+
+
 def headline(record: dict) -> dict:
     """The record's headline row."""
     return next(row for row in record["rows"] if row["experiment"] == "headline")

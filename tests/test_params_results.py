@@ -141,3 +141,13 @@ def test_outside_any_checkout_the_record_names_the_commit_the_caller_gives(tmp_p
     assert results.run_commit(tmp_path) is None
     monkeypatch.setenv("REPROLIB_GIT_COMMIT", "0123abc")
     assert results.run_commit(tmp_path) == "0123abc"
+
+
+@pytest.mark.parametrize("name", params.PROFILE_SWITCHES)
+@pytest.mark.parametrize("value", [1, 0, "maybe"])
+def test_a_profile_switch_takes_only_true_false_or_none(name, value):
+    for good in (True, False, None):
+        params.check({name: good})
+    with pytest.raises(params.ParameterError) as error:
+        params.check({name: value})
+    assert f"'{name}'" in str(error.value) and "True, False or None" in str(error.value)
