@@ -1210,7 +1210,8 @@ report.glue("objective_verdict",
             "The objective moves the embedding away from the true classes: fine-tuning lowers the accuracy of the "
             "start, so ClusterNet's objective itself, not only the start, holds the accuracy down.")
 fig, ax = plt.subplots(figsize=(6, 3.2))
-for label_, history_ in (("from the autoencoder (the method)", cn_history), ("from the true classes (diagnostic)", tc_history)):
+for label_, history_ in (("from the autoencoder (the method)", cn_history),
+                         ("from the true classes (diagnostic)", tc_history)):
     ax.plot([h["epoch"] for h in history_], [h["acc_unlabelled"] for h in history_], marker="o", label=label_)
 ax.set(xlabel="epoch (accuracy at its start)", ylabel="accuracy, unlabelled training images", ylim=(0, 1),
        title=f"ClusterNet fine-tuning, labels {headline_name}")
