@@ -378,24 +378,37 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(recon, x)
 
 
-def pretrain(x: torch.Tensor, epochs: int, run_seed: int) -> ClusterNetAutoencoder:
+def pretrain(x: torch.Tensor, epochs: int, run_seed: int, labels: torch.Tensor | None = None,
+             start_state: dict | None = None, name: str = "pretrain") -> ClusterNetAutoencoder:
+    """Eq. (8) on `x` from a fresh autoencoder (or from `start_state`); with `labels`, plus the
+    cross-entropy of a linear layer on the embedding (the diagnostic start of the objective check)."""
     training.seed_everything(run_seed)
     model = new_model()
-    optimiser = torch.optim.Adam(model.parameters(), lr=budget.learning_rate, betas=(0.9, 0.999))
+    if start_state is not None:
+        model.load_state_dict(start_state)
+    modules = {"model": model}
+    if labels is not None:
+        modules["head"] = nn.Linear(32, K).to(device)
+    optimiser = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=budget.learning_rate,
+                                 betas=(0.9, 0.999))
 
     def epoch_fn(epoch: int) -> dict:
         total = 0.0
         for batch in torch.randperm(len(x)).split(pretrain_batch_size):
             xb = x[batch].to(device)
-            loss = reconstruction_loss(model(xb)[1], xb)
+            z, recon = model(xb)
+            loss = reconstruction_loss(recon, xb)
+            if labels is not None:
+                loss = loss + F.cross_entropy(modules["head"](z), labels[batch].to(device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total += loss.item() * len(batch)
-        return {"recon": total / len(x)}
+        return {"recon" if labels is None else "loss": total / len(x)}
 
-    model.history = training.run_epochs(epochs, epoch_fn, checkpoints / f"pretrain-seed{run_seed}.pt",
-                                        {"model": model, "optimiser": optimiser}, desc="pretraining")
+    model.history = training.run_epochs(epochs, epoch_fn, checkpoints / f"{name}-seed{run_seed}.pt",
+                                        {**modules, "optimiser": optimiser},
+                                        desc="pretraining" if labels is None else name)
     return model
 
 
@@ -1149,33 +1162,6 @@ plt.show()
 # and after fine-tuning, and the terms of Eq. (3) averaged over the last epoch (same $\lambda$).
 
 # %%
-def true_class_start(run_seed_: int, epochs: int) -> dict:
-    """The pretrained autoencoder after `epochs` more epochs of Eq. (8) + cross-entropy of a linear layer
-    on all training labels: a diagnostic start whose embedding separates the classes."""
-    training.seed_everything(run_seed_)
-    model = new_model()
-    model.load_state_dict(pretrained_state)
-    head = nn.Linear(32, K).to(device)
-    optimiser = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=budget.learning_rate)
-    labels_ = torch.from_numpy(y_train)
-
-    def epoch_fn(epoch: int) -> dict:
-        total = 0.0
-        for batch in torch.randperm(len(x_train)).split(pretrain_batch_size):
-            xb = x_train[batch].to(device)
-            z, recon = model(xb)
-            loss = F.cross_entropy(head(z), labels_[batch].to(device)) + reconstruction_loss(recon, xb)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += loss.item() * len(batch)
-        return {"loss": total / len(x_train)}
-
-    training.run_epochs(epochs, epoch_fn, checkpoints / f"true-class-start-seed{run_seed_}.pt",
-                        {"model": model, "head": head, "optimiser": optimiser}, desc="true-class start")
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
 def objective_row(start: str, model_, centers_, history_) -> dict:
     last = history_[-1]
     return {"start": start, "acc before fine-tuning": history_[0]["acc_unlabelled"],
@@ -1183,7 +1169,9 @@ def objective_row(start: str, model_, centers_, history_) -> dict:
             **{term: last[term] for term in ("pair_l", "cluster_l", "pair_u", "cluster_u", "recon", "total")}}
 
 
-true_state = true_class_start(1000 * seed, budget.oracle_epochs)
+true_start = pretrain(x_train, budget.oracle_epochs, 1000 * seed, labels=torch.from_numpy(y_train),
+                      start_state=pretrained_state, name="true-class-start")
+true_state = {k: v.clone() for k, v in true_start.state_dict().items()}
 tc_model, tc_centers, tc_history = finetune(cn_labelled, budget.finetune_epochs, 1000 * seed,
                                             f"finetune-{headline_name.replace('/', 'per')}-true-class-start",
                                             start_state=true_state)
