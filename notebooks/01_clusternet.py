@@ -1213,7 +1213,10 @@ objective_table.round(4)
 # {glue:text}`objective_true_acc:.3f`, with Eq. (3) at {glue:text}`objective_true_total:.3f` in
 # its last epoch. From the autoencoder it goes from {glue:text}`objective_method_start:.3f` to
 # {glue:text}`objective_method_acc:.3f`, with {glue:text}`objective_method_total:.3f`.
-# {glue:text}`objective_verdict`
+# {glue:text}`objective_verdict` The two totals are not one function evaluated at two embeddings:
+# the unlabelled terms of Eq. (3) (Eq. (4) and (7)) use each run's own predicted clusters
+# (Eq. (10)) as pseudo-labels, so a lower total also reflects the pseudo-labels each run gives
+# itself. Only the labelled terms (`pair_l`, `cluster_l`) score both runs against the same labels.
 
 # %% [markdown]
 # ### Labelled images per class, and the choices the paper leaves open
@@ -1349,6 +1352,27 @@ at_120_seeds = seed_table[seed_table.labels == "120/class"] if len(seed_table) e
 report.glue("seed120_count", len(at_120_seeds))
 report.glue("seed120_below_floor", int((at_120_seeds["ClusterNet, unlabelled"] < at_120_seeds["floor, unlabelled"]).sum())
             if len(at_120_seeds) else 0)
+
+
+def seed_mean(labels_: str, column: str = "ClusterNet, unlabelled") -> float:
+    """Mean over the committed seeds of the defaults at a label budget ("0.02", "120/class"); NaN if absent."""
+    chosen = seed_table[seed_table.labels == labels_] if len(seed_table) else seed_table
+    return float(chosen[column].mean()) if len(chosen) else np.nan
+
+
+report.glue("seed120_mean", seed_mean("120/class"))
+report.glue("seed120_floor_mean", seed_mean("120/class", "floor, unlabelled"))
+below_120 = int((at_120_seeds["ClusterNet, unlabelled"] < at_120_seeds["floor, unlabelled"]).sum()) if len(
+    at_120_seeds) else 0
+report.glue("floor120_verdict",
+            "No seed runs at 120 labelled images per class are committed, so ClusterNet is not compared with the "
+            "supervised floor there." if not len(at_120_seeds) else
+            f"With 120 labelled images per class, the supervised floor above beats ClusterNet at "
+            f"{'every one' if below_120 == len(at_120_seeds) else below_120} of {len(at_120_seeds)} seeds "
+            f"(means {seed_mean('120/class', 'floor, unlabelled'):.3f} and {seed_mean('120/class'):.3f})."
+            if below_120 else
+            f"With 120 labelled images per class, ClusterNet reaches the supervised floor above at every one of "
+            f"{len(at_120_seeds)} seeds.")
 report.glue("seed0_today", float(at_two_seeds.set_index("seed")["ClusterNet, unlabelled"].get(0, np.nan))
             if len(at_two_seeds) else np.nan)
 report.glue("defaults_committed", baseline_acc if len(one_factor) else np.nan)  # the one-factor table's defaults
@@ -1363,6 +1387,9 @@ report.glue("margin_verdict", "not yet compared with a spread between seeds (no 
             if margin_change > seed_spread else
             f"no more than the spread between seeds ({seed_spread:.3f}), so one run per margin does not show "
             "that the margin matters")
+report.glue("margin_why_lead", "Why a larger margin may help here (our reading, not tested):"
+            if margin_change > seed_spread else  # False for NaN: the hypothesis-only wording
+            "These runs do not show that a larger margin helps; one reason it could, a hypothesis we have not tested:")
 display(seed_table.round(4))
 seed_spreads.round(4)
 
@@ -1375,14 +1402,14 @@ seed_spreads.round(4)
 # ({glue:text}`seed_spread_heldout:.3f` on the held-out images). With 120 labelled images per
 # class the spread is {glue:text}`seed120_spread:.3f` ({glue:text}`seed120_spread_heldout:.3f`
 # held out), and ClusterNet stays below the supervised floor at {glue:text}`seed120_below_floor`
-# of its {glue:text}`seed120_count` seeds. Of the one-factor changes above (2% labels), only these
-# moved the accuracy by more than the spread at 2%: {glue:text}`beyond_spread`. The others are
-# within what chance alone moves one run, and one run per value cannot rank them.
+# of its {glue:text}`seed120_count` seeds. The one-factor changes above (2% labels) that moved
+# the accuracy by more than the spread at 2%: {glue:text}`beyond_spread`. Changes within
+# that spread are within what chance alone moves one run, and one run per value cannot rank them.
 
 # %% [markdown]
 # ### What the labelled objective can do
 #
-# With 120 labelled images per class, the supervised floor above beats ClusterNet. Three runs,
+# {glue:text}`floor120_verdict` Three runs,
 # committed under `results/01_clusternet/labelled-objective-book/`, separate the parts of the
 # objective. Each runs the `book` budget at 120 labelled images per class, and each also
 # fine-tunes with $\lambda = 0$, so that the unlabelled terms of Eq. (3) are off:
@@ -1427,10 +1454,11 @@ objective_table.round(4)
 # MNIST-train holds 60,000 images, `mnist5k` 4,500 for training. Fashion-MNIST has 70,000 real
 # images offline, so the pool can grow there. The runs below fix the labels (30 per class, the
 # paper's 0.5% of MNIST-train as a count) and the `book` budget in epochs, and draw stratified
-# subsets of 5,000, 10,000, 20,000 and 40,000 images (10% of each held out). The full 70,000
-# would take about an hour on 2 CPU cores. They are committed under
-# `results/01_clusternet/pool-size-fashion-book/`. A fixed number of epochs means that a larger
-# pool also gets proportionally more gradient steps, as it does in the paper.
+# subsets of {glue:text}`pool_sizes` images (10% of each held out). The largest took
+# {glue:text}`pool_largest_minutes:.0f` minutes on {glue:text}`pool_largest_device`; scaled by the
+# pool's size, the full 70,000 would take about {glue:text}`pool_full_minutes:.0f` minutes. They
+# are committed under `results/01_clusternet/pool-size-fashion-book/`. A fixed number of epochs
+# means that a larger pool also gets proportionally more gradient steps, as it does in the paper.
 
 # %%
 pool_table = sweep_rows("pool-size-fashion-book", "n_samples")
@@ -1460,13 +1488,27 @@ if len(pool_table):
     report.glue("pool_count", len(pool_table))
     report.glue("pool_trend", "rises with every larger pool" if pool_accuracies.is_monotonic_increasing
                 else "does not rise steadily with the pool")
+    sizes = [f"{n:,}" for n in pool_table.n_samples]
+    report.glue("pool_sizes", ", ".join(sizes[:-1]) + f" and {sizes[-1]}" if len(sizes) > 1 else sizes[0])
+    report.glue("pool_largest_minutes", float(largest.minutes))
+    report.glue("pool_largest_device", results.load(next((COMMITTED / "pool-size-fashion-book").glob(
+        f"n_samples={largest.n_samples}/{results.RESULTS_FILE}")))["device"])
+    report.glue("pool_full_minutes", float(largest.minutes * 70000 / largest.n_samples))
+    grows = pool_accuracies.is_monotonic_increasing and largest["ClusterNet, unlabelled"] - largest[
+        "floor, unlabelled"] > smallest["ClusterNet, unlabelled"] - smallest["floor, unlabelled"]
+    report.glue("pool_verdict", "So here a larger pool helps, and more so than it helps the floor; a pool as large "
+                "as the paper's might close more of the gap." if grows else "So at this budget these runs give no "
+                "sign that a pool as large as the paper's would by itself close the gap.")
 pool_table.round(4)
 
 # %% [markdown]
 # ### Accuracy against gradient steps
 #
 # The paper's 60 fine-tuning epochs over MNIST-train are far more updates than 60 epochs over our
-# 4,500 images. The paper does not give its batch sizes; at ours, its 2% setting would take the
+# 4,500 images. We count the paper's updates on MNIST-train (60,000 images), the set its MNIST
+# experiments train on; MNIST-test is used neither in pretraining nor in fine-tuning (Table 2).
+# A pretraining epoch covers all 60,000 images, a fine-tuning epoch its unlabelled images, as
+# ours do. The paper does not give its batch sizes; at ours, its 2% setting would take the
 # number of fine-tuning steps marked by the dashed line, and its 100 pretraining epochs
 # {glue:text}`paper_pretrain_steps:,` steps. Every run records its accuracy at the start of
 # every fine-tuning epoch and at the end (experiment `steps`). Below: this build's runs,
@@ -1493,7 +1535,7 @@ def pretrain_steps(run_: dict) -> int:
 
 
 paper_steps = 60 * batches_per_epoch(round(0.98 * 60000))  # 60 epochs of MNIST-train's unlabelled 98%
-paper_pretrain_steps = 100 * batches_per_epoch(63000, pretrain_batch_size)  # 100 epochs of the paper's 63,000 images
+paper_pretrain_steps = 100 * batches_per_epoch(60000, pretrain_batch_size)  # 100 epochs of MNIST-train
 long_runs = {path.parent.name: run_ for path in sorted(COMMITTED.glob(f"*/{results.RESULTS_FILE}"))
              if len(steps_curves(run_ := results.load(path))) and run_["dataset"]["name"] == "mnist5k"}
 curve_sources = {f"this build ({profile})": record.to_dict()} | {f"reference: {name_}": run_
@@ -1530,6 +1572,8 @@ def long_run_summary(name_: str, run_: dict) -> dict:
     accuracies = point_accuracies(run_)
     unlabelled_curve, last = curves_[curves_.images == "unlabelled train"].set_index("step").acc, curves_.step.max()
     window_mean = lambda start, stop: unlabelled_curve.loc[start * last:stop * last].mean()  # steps ascending
+    reversed_ = unlabelled_curve.iloc[::-1]
+    flat_checks = int((reversed_ != reversed_.iloc[0]).cumsum().eq(0).sum())  # last checks equal to the final value
     return {"run": name_, "labels": record_labels(run_), "fine-tuning steps": int(last),
             "share of the paper's fine-tuning steps": last / paper_steps,
             "pretraining steps": pretrain_steps(run_),
@@ -1539,6 +1583,8 @@ def long_run_summary(name_: str, run_: dict) -> dict:
             "final - paper, held-out": final.get("held-out", np.nan) - PAPER_TABLE5[0.02][2],
             "highest seen, held-out": curves_[curves_.images == "held-out"].acc.max(),
             "second half's change, unlabelled": window_mean(0.9, 1.0) - window_mean(0.4, 0.5),  # means of 10% windows
+            "unlabelled acc unchanged since step": int(unlabelled_curve.index[-flat_checks]),
+            "checks since then": flat_checks,
             "floor, unlabelled (same steps)": accuracies["floor, unlabelled"], "minutes": accuracies["minutes"]}
 
 
@@ -1556,6 +1602,33 @@ for key, column in {"long_steps": "fine-tuning steps",
                     "long_second_half": "second half's change, unlabelled",
                     "long_minutes": "minutes"}.items():
     report.glue(key, float(longest.get(column, np.nan)))
+
+
+def long_run_verdict() -> str:
+    """What the longest run at 120 per class says about more updates: its second half against the seed spread."""
+    if not len(longest):
+        return "No long run at 120 labelled images per class is committed, so the effect of more updates is not measured."
+    change_, spread_ = float(longest["second half's change, unlabelled"]), spread_at("120/class")
+    below = [what for what, ours, theirs in
+             (("the paper's held-out accuracy", longest["final, held-out"], PAPER_TABLE5[0.02][2]),
+              ("the floor", longest["final, unlabelled"], longest["floor, unlabelled (same steps)"])) if ours < theirs]
+    ends = f" It ends below {' and below '.join(below)}." if below else ""
+    if np.isnan(spread_):
+        return f"No spread between seeds at 120 per class is committed to compare that change with.{ends}"
+    if abs(change_) <= spread_:
+        return (f"That is within the spread between seeds at 120 per class ({spread_:.3f}): over its second half the "
+                f"curve is flat.{ends}" + (" So this run gives no sign that the rest of the paper's fine-tuning "
+                                           "updates would close the gap." if below else ""))
+    return (f"That is more than the spread between seeds at 120 per class ({spread_:.3f}): the accuracy is still "
+            f"{'rising' if change_ > 0 else 'falling'} at the end of this run.{ends}")
+
+
+flat_checks = int(longest.get("checks since then", 0))
+report.glue("long_verdict", long_run_verdict())
+report.glue("long_flat_note",
+            f"From step {int(longest['unlabelled acc unchanged since step']):,} to its last, the accuracy on the "
+            f"unlabelled training images is exactly the same, {longest['final, unlabelled']:.4f}, at each of its "
+            f"{flat_checks} checks (one per epoch)." if flat_checks >= 3 else "")
 long_table.round(4)
 
 # %% [markdown]
@@ -1579,8 +1652,8 @@ def objective_acc(variant: str, column: str = "ClusterNet, unlabelled") -> float
 
 default_variant, cross_variant, ce_variant = OBJECTIVE_VARIANTS.values()
 ledger = pd.DataFrame([
-    ledger_row("labels per class", "2% of mnist5k (9 per class) -> 120 per class", float(at_two),
-               float(at_120.get("ClusterNet, unlabelled", np.nan))),
+    ledger_row("labels per class", f"2% of mnist5k (9 per class) -> 120 per class (means of "
+               f"{len(at_two_seeds)} and {len(at_120_seeds)} seeds)", seed_mean("0.02"), seed_mean("120/class")),
     ledger_row("criterion on the labelled images", "Eq. (6) -> cross-entropy of Eq. (16), 120 per class",
                objective_acc(default_variant), objective_acc(ce_variant)),
     ledger_row("unlabelled terms of Eq. (3)", "annealed lambda -> lambda = 0, 120 per class (held-out)",
@@ -1610,10 +1683,53 @@ spread_by_cause = {"labels per class": np.fmax(spread_at("0.02"), spread_at("120
 ledger["seed spread"] = ledger.cause.map(spread_by_cause).astype(float)
 ledger["beyond the seed spread"] = np.where(ledger["seed spread"].isna(), "not measured",
                                             np.where(ledger.difference.abs() > ledger["seed spread"], "yes", "no"))
-report.glue("ledger_ce_verdict", "more than" if abs(float(change_by_cause["criterion on the labelled images"]))
-            > spread_by_cause["criterion on the labelled images"] else "no more than")
-report.glue("ledger_ce_gain", float(change_by_cause["criterion on the labelled images"]))
+beyond_by_cause = ledger.set_index("cause")["beyond the seed spread"]
+ce_gain = float(change_by_cause["criterion on the labelled images"])
+ce_matters = beyond_by_cause["criterion on the labelled images"] == "yes" and ce_gain > 0
+report.glue("ledger_ce_verdict", "more than" if beyond_by_cause["criterion on the labelled images"] == "yes"
+            else "no more than" if beyond_by_cause["criterion on the labelled images"] == "no" else "not compared with")
+report.glue("ledger_ce_gain", ce_gain)
 report.glue("ledger_ce_to_floor", floor_120 - objective_acc(ce_variant))
+report.glue("ledger_ce_floor_verdict",
+            f"more than the spread between seeds at 120 per class ({spread_at('120/class'):.3f}): it is what the rest "
+            "of the objective costs here" if floor_120 - objective_acc(ce_variant) > spread_at("120/class") else
+            f"no more than the spread between seeds at 120 per class ({spread_at('120/class'):.3f}), so these runs do "
+            "not show that the rest of the objective costs anything")
+report.glue("objective_reconcile",
+            f"This check runs with {headline_text} labelled, the criterion comparison above with 120 images per "
+            "class; they ask different questions: whether Eq. (3) keeps the true classes, and which labelled "
+            "criterion gets further from the autoencoder in a fixed budget of updates." + (
+                " Both answers fit one reading: Eq. (3) scores the true classes well, but fine-tuning from the "
+                "autoencoder does not reach them in this budget, and a criterion that learns faster from the "
+                "labels gets closer." if keeps and lower and ce_matters else ""))
+unlabelled_rows = beyond_by_cause[["unlabelled terms of Eq. (3)", "reading of Eq. (15)"]]
+report.glue("ledger_unlabelled_header",
+            "The unlabelled half of the objective is not the cause here." if (unlabelled_rows == "no").all() else
+            "The unlabelled half of the objective moves the accuracy." if (unlabelled_rows == "yes").any() else
+            "The unlabelled half of the objective is not compared with a spread between seeds.")
+report.glue("ledger_lambda0_spread", spread_at("120/class", "ClusterNet, held-out"))
+lambda0_state = beyond_by_cause["unlabelled terms of Eq. (3)"]
+report.glue("lambda0_verdict",
+            f"Switching the unlabelled terms off (λ = 0, one run) changes the held-out accuracy by only "
+            f"{float(change_by_cause['unlabelled terms of Eq. (3)']):+.3f}, within the spread between seeds: at this "
+            "budget ClusterNet scores about the same with the unlabelled images as without them." if lambda0_state == "no"
+            else f"Switching the unlabelled terms off (λ = 0, one run) changes the held-out accuracy by "
+            f"{float(change_by_cause['unlabelled terms of Eq. (3)']):+.3f}, more than the spread between seeds."
+            if lambda0_state == "yes" else "The run with the unlabelled terms off (λ = 0) is not committed.")
+report.glue("ledger_labelled_header",
+            "Replacing the labelled criterion raises the accuracy by more than chance does." if ce_matters else
+            "Replacing the labelled criterion lowers the accuracy by more than chance does." if
+            beyond_by_cause["criterion on the labelled images"] == "yes" else
+            "Replacing the labelled criterion does not move the accuracy by more than chance does." if
+            beyond_by_cause["criterion on the labelled images"] == "no" else
+            "Replacing the labelled criterion is not compared with a spread between seeds.")
+report.glue("ledger_ce_reading", "In this budget of updates, the pairwise criterion of Eq. (6) learns less from the same "
+            "labels than cross-entropy on the same probabilities does." if ce_matters else
+            "So these runs do not show that the pairwise criterion learns less from the same labels.")
+labels_gap = PAPER_TABLE5[0.02][2] - seed_mean("120/class", "ClusterNet, held-out")
+report.glue("labels_gap_verdict", f"leave the held-out accuracy {labels_gap:.3f} below the paper's"
+            if labels_gap > 0 else "bring the held-out accuracy to the paper's" if labels_gap <= 0 else
+            "are not compared with the paper (no seed runs committed)")
 report.glue("ledger_lambda0_change", float(change_by_cause["unlabelled terms of Eq. (3)"]))
 report.glue("ledger_cross_change", float(change_by_cause["reading of Eq. (15)"]))
 report.glue("ledger_labels_change", float(change_by_cause["labels per class"]))
@@ -1621,38 +1737,45 @@ ledger.round(4)
 
 # %% [markdown]
 # **What these measurements say.** With the paper's count of labels (120 images per class, its 2%
-# of MNIST-train), ClusterNet at the book budget classifies {glue:text}`count120_acc:.3f` of the
-# unlabelled training images, while the supervised floor, trained on the same labelled images
-# alone, reaches {glue:text}`count120_floor:.3f` on the same images. More labels alone do not close
-# the gap (from 9 to 120 per class: {glue:text}`ledger_labels_change:+.3f`), and with many labels the
-# method does worse than ignoring the unlabelled images.
+# of MNIST-train), ClusterNet at the book budget classifies {glue:text}`seed120_mean:.3f` of the
+# unlabelled training images (mean of {glue:text}`seed120_count` seeds), while the supervised
+# floor, trained on the same labelled images alone, reaches {glue:text}`seed120_floor_mean:.3f` on
+# the same images and beats ClusterNet at {glue:text}`seed120_below_floor` of those seeds. From 9
+# to 120 labelled images per class the accuracy changes by {glue:text}`ledger_labels_change:+.3f`
+# (means over seeds), and the extra labels {glue:text}`labels_gap_verdict`
+# ({glue:text}`paper_heldout_2pc:.3f`). {glue:text}`lambda0_verdict`
 #
-# * *The unlabelled half of the objective is not the cause.* Switching it off ($\lambda = 0$)
-#   changes held-out accuracy by {glue:text}`ledger_lambda0_change:+.3f`, and reading Eq. (15) as
-#   printed (unlabelled points paired with labelled ones) by {glue:text}`ledger_cross_change:+.3f`.
-# * *The labelled half is.* Replacing Eq. (6)'s pairwise KL on the labelled images by the
-#   cross-entropy of the same probabilities (Eq. (16)) gains {glue:text}`ledger_ce_gain:+.3f`,
-#   with nothing else changed, {glue:text}`ledger_ce_verdict` the spread between seeds at 120
-#   labels per class ({glue:text}`seed120_spread:.3f`; one run each). In this budget of updates, the pairwise criterion
-#   learns less from the same labels than cross-entropy does. That is a property of the criterion,
-#   which ClusterNet takes from Hsu and Kira, not a defect we could find in our code (each term is
-#   checked against its equation above). The remaining {glue:text}`ledger_ce_to_floor:.3f` between
-#   that variant and the floor is what the rest of the objective costs here. That rest is the
-#   pretrained start (the floor starts fresh), the centres that move by running means instead of
-#   by gradient, and the cluster and reconstruction terms.
+# * *{glue:text}`ledger_unlabelled_header`* Switching the unlabelled terms off ($\lambda = 0$)
+#   changes held-out accuracy by {glue:text}`ledger_lambda0_change:+.3f` (spread between seeds on
+#   the held-out images at 120 per class: {glue:text}`ledger_lambda0_spread:.3f`), and reading
+#   Eq. (15) as printed (unlabelled points paired with labelled ones) changes the unlabelled
+#   training images' accuracy by {glue:text}`ledger_cross_change:+.3f` (spread
+#   {glue:text}`seed120_spread:.3f`; one run each).
+# * *{glue:text}`ledger_labelled_header`* Replacing Eq. (6)'s pairwise KL on the labelled images
+#   by the cross-entropy of the same probabilities (Eq. (16)) changes the accuracy by
+#   {glue:text}`ledger_ce_gain:+.3f`, with nothing else changed, {glue:text}`ledger_ce_verdict` the
+#   spread between seeds at 120 labels per class ({glue:text}`seed120_spread:.3f`; one run each).
+#   {glue:text}`ledger_ce_reading` The swap keeps Eq. (16)'s distance-based probabilities and the
+#   running-mean centres of Eq. (12)-(13), so it compares two criteria on the same probabilities;
+#   it does not isolate Hsu and Kira's pairwise KL from the rest of ClusterNet's design. We found
+#   no defect in our code (each term is checked against its equation above). The remaining
+#   {glue:text}`ledger_ce_to_floor:.3f` between that variant and the floor is
+#   {glue:text}`ledger_ce_floor_verdict`. That rest is the pretrained start (the floor starts
+#   fresh), the centres that move by running means instead of by gradient, and the cluster and
+#   reconstruction terms.
 # * *Objective or search?* Fine-tuned from an embedding that already separates the true classes
 #   ({ref}`sec-objective-check`), this build's headline run ends at
 #   {glue:text}`objective_true_acc:.3f`, against {glue:text}`objective_method_acc:.3f` from the
-#   autoencoder. {glue:text}`objective_verdict`
+#   autoencoder. {glue:text}`objective_verdict` {glue:text}`objective_reconcile`
 # * *The margin*, which the paper does not give: at 2% labels, accuracy goes from
 #   {glue:text}`margin_two_acc:.3f` with $m = 2$ (Hsu and Kira's value, our default) to
 #   {glue:text}`margin_best_acc:.3f` with $m =$ {glue:text}`margin_best:g`
 #   ({glue:text}`margin_change:+.3f`), {glue:text}`margin_verdict`.
-#   Of the open choices, only {glue:text}`beyond_spread` moved the accuracy by more than that.
-#   Why a larger margin could help: a dissimilar pair stops pushing once its divergence reaches
+#   The open choices that moved the accuracy by more than that: {glue:text}`beyond_spread`.
+#   {glue:text}`margin_why_lead` a dissimilar pair stops pushing once its divergence reaches
 #   $m$. The probabilities of Eq. (16) come from squared distances in a tanh-bounded latent space,
-#   and the cluster loss of Eq. (4)-(5) pulls every point towards its centre. So a small margin is
-#   already met while the centres are close together, and the classes stay only narrowly
+#   and the cluster loss of Eq. (4)-(5) pulls every point towards its centre. So a small margin
+#   would be met while the centres are still close together, leaving the classes narrowly
 #   separated. We keep $m = 2$: choosing $m$ by accuracy would tune on the labels we score with.
 # * *The size of the pool.* On Fashion-MNIST with 30 labels per class and the epochs fixed (so
 #   the larger pools also get more updates), accuracy {glue:text}`pool_trend`: it goes from
@@ -1661,8 +1784,7 @@ ledger.round(4)
 #   {glue:text}`pool_min_acc:.3f` and {glue:text}`pool_max_acc:.3f` over the
 #   {glue:text}`pool_count` pools (one run each). ClusterNet's margin over the floor is
 #   {glue:text}`pool_smallest_margin:+.3f` at the smallest pool and
-#   {glue:text}`pool_largest_margin:+.3f` at the largest. So at this budget we see no sign that a
-#   pool as large as the paper's would by itself close the gap.
+#   {glue:text}`pool_largest_margin:+.3f` at the largest. {glue:text}`pool_verdict`
 # * *Gradient steps.* This build makes {glue:text}`build_steps` fine-tuning updates at the headline
 #   budget; the paper's 60 epochs of MNIST-train at our batch size would be
 #   {glue:text}`paper_steps:,`. The committed run {glue:text}`long_name` keeps 120 labelled images
@@ -1674,10 +1796,9 @@ ledger.round(4)
 #   held-out images, against the paper's {glue:text}`paper_heldout_2pc:.3f`. Over the second half
 #   of its updates the accuracy on the unlabelled images changes by
 #   {glue:text}`long_second_half:+.3f`, and the supervised floor trained for as many steps on the
-#   labelled images alone reaches {glue:text}`long_floor:.3f` on the same images. So more updates
-#   help, but slowly: the curve above stays well below the paper and below the floor, and a rise
-#   this slow gives no sign that the rest of the paper's fine-tuning updates would close the gap.
-#   What we could not test is the paper's much longer pretraining.
+#   labelled images alone reaches {glue:text}`long_floor:.3f` on the same images.
+#   {glue:text}`long_verdict` {glue:text}`long_flat_note` What we could not test is the paper's
+#   much longer pretraining.
 
 # %% [markdown]
 # ### Reference run at the paper's budget
@@ -1755,17 +1876,44 @@ def target_verdict(run: dict) -> dict | None:
 runs_to_check = {f"this build ({profile})": record.to_dict()}
 runs_to_check.update({f"reference: {path.parent.name}": results.load(path)
                       for path in sorted(COMMITTED.glob("*/results.json"))})
-target_table = pd.DataFrame({source: verdict_ for source, run_ in runs_to_check.items()
-                             if (verdict_ := target_verdict(run_)) is not None}).T
-matched_runs = target_table[target_table.labels == "120/class"] if len(target_table) else target_table
+target_rows = {source: verdict_ for source, run_ in runs_to_check.items() if (verdict_ := target_verdict(run_)) is not None}
+for goal_profile, goal_ in (("paper", 0.95), ("book", 0.90)):  # every target gets a row, NOT RUN when no run has it
+    if not any(row_["profile"] == goal_profile and row_["labels"] == "0.02" for row_ in target_rows.values()):
+        target_rows[f"{goal_profile} profile at 2% labels: not among these runs"] = {
+            "profile": goal_profile, "labels": "0.02", "metric": "acc, unlabelled training images", "value": None,
+            "target": goal_, "verdict": "NOT RUN"}
+matched_rows = {source: row_ for source, row_ in target_rows.items() if row_["labels"] == "120/class"}
+if matched_rows:
+    matched_verdict = "MET" if any(row_["verdict"] == "MET" for row_ in matched_rows.values()) else "MISSED"
+    target_matched = "; ".join(f"{row_['verdict']} by {source} (held-out {row_['value'] or np.nan:.3f})"
+                               for source, row_ in matched_rows.items())
+elif len(longest):  # no run has the paper's updates: the closest is held to the target, marked with its shares
+    closest_h = headline_rows(long_runs[longest["run"]]).get("acc, held-out images", np.nan)
+    closest = (f"reference: {longest['run']} (closest: {long_share:.0%} of the paper's fine-tuning and "
+               f"{long_pretrain_share:.0%} of its pretraining updates)")
+    target_rows[closest] = {"profile": long_runs[longest["run"]]["profile"], "labels": "120/class",
+                            "metric": "acc, held-out images", "value": round(closest_h, 4), "target": 0.97,
+                            "verdict": "MISSED" if closest_h < 0.97 else "NOT RUN"}  # reaching it early proves nothing
+    matched_verdict = target_rows[closest]["verdict"]
+    target_matched = (f"{target_rows[closest]['verdict']}: no committed run makes the paper's updates; the closest, "
+                      f"{longest['run']}, made {long_share:.0%} of its fine-tuning and {long_pretrain_share:.0%} of its "
+                      f"pretraining updates and reaches {closest_h:.3f} held out")
+else:
+    target_rows["labels and steps matched to the paper's 2%"] = {
+        "profile": "", "labels": "120/class", "metric": "acc, held-out images", "value": None, "target": 0.97,
+        "verdict": "NOT RUN"}
+    matched_verdict = "NOT RUN"
+    target_matched = "NOT RUN: no committed run at 120 labelled images per class records accuracy against steps"
+target_table = pd.DataFrame(target_rows).T
+report.glue("target_matched", target_matched)
+report.glue("target_matched_verdict", matched_verdict)
 print(f"constrained k-means on AE features {ckm_ae_default:.4f} (ClusterNet {headline_acc - ckm_ae_default:+.4f})")
 print(f"constrained k-means iteration / scikit-learn iteration: {speed['ratio']:.2f} (target <= 3)")
-if not len(matched_runs):
-    print("labels and steps matched to the paper's 2% (held-out >= 0.97): no such run committed yet")
-    if len(longest):
-        print(f"  the closest, {longest['run']}: held-out {longest['final, held-out']:.4f} after {long_share:.0%} of the "
-              f"paper's fine-tuning and {long_pretrain_share:.0%} of its pretraining steps")
 target_table
+
+# %% [markdown]
+# Labels and steps matched to the paper's 2% setting (held-out at least 0.97):
+# {glue:text}`target_matched`.
 
 # %%
 n_labelled_per_class = float(np.mean(np.bincount(y_train[models[(headline_name, 0)][3]])))
@@ -1846,12 +1994,13 @@ report.glue("finetune_minutes", finetune_seconds / 60)
 # paper's gradient steps (60 fine-tuning and 100 pretraining epochs of MNIST-train) would take
 # hours on 2 CPU cores. The longest we made, {glue:text}`long_name`, took
 # {glue:text}`long_minutes:.0f` minutes for {glue:text}`long_share:.0%` of the paper's fine-tuning
-# updates and {glue:text}`long_pretrain_share:.0%` of its pretraining ones, so the held-out target
-# for labels and steps matched has no run yet. The `paper` profile on a GPU (Colab) with
-# `labels_per_class=120`, `pretrain_epochs` = {glue:text}`matched_pretrain_epochs` and
-# `finetune_epochs` = {glue:text}`matched_finetune_epochs` is that run. It was started on the GPU
-# lent to this issue, beside four other runs (`results/gpu-reference-runs.sh`), and stopped
-# unfinished: the 15 minutes of device time lent hold one call of at most 10 minutes.
+# updates and {glue:text}`long_pretrain_share:.0%` of its pretraining ones (the held-out target
+# for labels and steps matched: {glue:text}`target_matched_verdict`). The run that matches both
+# is the `paper` profile on a GPU (Colab) with `labels_per_class=120`, `pretrain_epochs` =
+# {glue:text}`matched_pretrain_epochs` and `finetune_epochs` = {glue:text}`matched_finetune_epochs`.
+# A run with at least these epochs (`ch1-steps-all` in `results/gpu-reference-runs.sh`) was
+# started on the GPU lent to this issue, beside four other runs, and stopped unfinished: the 15
+# minutes of device time lent hold one call of at most 10 minutes.
 #
 # All references are on the book's {doc}`../book/references` page.
 
