@@ -1350,8 +1350,9 @@ report.glue("seed120_spread", spread_at("120/class"))
 report.glue("seed120_spread_heldout", spread_at("120/class", "ClusterNet, held-out"))
 at_120_seeds = seed_table[seed_table.labels == "120/class"] if len(seed_table) else seed_table
 report.glue("seed120_count", len(at_120_seeds))
-report.glue("seed120_below_floor", int((at_120_seeds["ClusterNet, unlabelled"] < at_120_seeds["floor, unlabelled"]).sum())
-            if len(at_120_seeds) else 0)
+below_120 = int((at_120_seeds["ClusterNet, unlabelled"] < at_120_seeds["floor, unlabelled"]).sum()) if len(
+    at_120_seeds) else 0
+report.glue("seed120_below_floor", below_120)
 
 
 def seed_mean(labels_: str, column: str = "ClusterNet, unlabelled") -> float:
@@ -1362,8 +1363,6 @@ def seed_mean(labels_: str, column: str = "ClusterNet, unlabelled") -> float:
 
 report.glue("seed120_mean", seed_mean("120/class"))
 report.glue("seed120_floor_mean", seed_mean("120/class", "floor, unlabelled"))
-below_120 = int((at_120_seeds["ClusterNet, unlabelled"] < at_120_seeds["floor, unlabelled"]).sum()) if len(
-    at_120_seeds) else 0
 report.glue("floor120_verdict",
             "No seed runs at 120 labelled images per class are committed, so ClusterNet is not compared with the "
             "supervised floor there." if not len(at_120_seeds) else
