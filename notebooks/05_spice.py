@@ -136,7 +136,7 @@ BUDGETS = {
                   joint_head_epochs=1, joint_mh_heads=3, knn_k=10, bench_n=5000, tsne_points=300, side_experiments=True),
     "book": dict(n_samples=None, backbone="cnn", widths=[32, 64, 128, 256], moco_epochs=12, moco_batch=256,
                  queue_size=1024, moco_momentum=0.99, moco_lr=0.06, n_heads=10, head_epochs=40, big_batch_size=2000,
-                 num_repeat=4, head_batch=128, n_views=2, joint_epochs=3, labelled_batch=32, ablation_epochs=5, ablation_heads=3,
+                 num_repeat=4, head_batch=128, n_views=2, joint_epochs=20, labelled_batch=32, ablation_epochs=5, ablation_heads=3,
                  joint_head_epochs=1, joint_mh_heads=2, knn_k=20, bench_n=70000, tsne_points=700, side_experiments=False),
     "paper": dict(n_samples=None, backbone="resnet34", widths=[32, 64, 128, 256], moco_epochs=1000, moco_batch=256,
                   queue_size=12800, moco_momentum=0.999, moco_lr=0.06, n_heads=10, head_epochs=100,
@@ -1097,7 +1097,9 @@ def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: in
             loss.backward()
             optimiser.step()
             losses.append(loss.item()), masks.append(mask_rate.item())
-        return {"loss": float(np.mean(losses)), "mask": float(np.mean(masks))}
+        # monitoring only (labels never enter training): ACC of the training images after the epoch
+        return {"loss": float(np.mean(losses)), "mask": float(np.mean(masks)),
+                "acc": scores(y_train, network_predictions(net, train_images))["acc"]}
 
     history = training.run_epochs(budget.joint_epochs, epoch_fn, checkpoints / "stage3_joint.pt",
                                   {"net": net, "optimiser": optimiser}, desc="stage 3: joint",
@@ -1119,19 +1121,23 @@ else:
     quality_after = feature_quality(embed(spice_net.backbone, train_images), embed(spice_net.backbone, test_images))
 stage3_seconds = time.perf_counter() - started
 for h_ in joint_history:   # the share of unlabelled images above tau_c: how much of Eq. (9)'s second term acts
-    for metric_ in ("loss", "mask"):
+    for metric_ in ("loss", "mask", "acc"):
         record.add("stage3", f"{joint_head} head", dataset, f"epoch {h_['epoch'] + 1}", metric_, h_[metric_])
 spice_scores = {"train": scores(y_train, spice_train_pred), "held-out": scores(y_test, spice_test_pred)}
 print(f"stage 3: {budget.joint_epochs} epochs in {stage3_seconds:.0f} s: ACC {spice_scores['train']['acc']:.4f} "
       f"(train), {spice_scores['held-out']['acc']:.4f} (held-out)")
 if joint_history:
     epochs_ = [h["epoch"] + 1 for h in joint_history]
-    fig, (ax_loss, ax_mask) = plt.subplots(1, 2, figsize=(7, 2.5))
+    fig, (ax_loss, ax_mask, ax_acc) = plt.subplots(1, 3, figsize=(10.5, 2.5))
     ax_loss.plot(epochs_, [h["loss"] for h in joint_history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="Eq. (9) loss", title="stage 3: joint training")
     ax_mask.plot(epochs_, [h["mask"] for h in joint_history], marker="s", color="C1")
     ax_mask.set(xlabel="epoch", ylabel="share of unlabelled images", ylim=(0, 1.02),
                 title="weak-view confidence above $\\tau_c$ (Eq. 8)")
+    ax_acc.plot(epochs_, [h["acc"] for h in joint_history], marker="^", color="C2")
+    ax_acc.axhline(self_scores["train"]["acc"], color="grey", ls="--", lw=1, label="SPICE-Self")
+    ax_acc.set(xlabel="epoch", ylabel="ACC, training images", title="accuracy (monitoring only)")
+    ax_acc.legend(loc="lower right")
     plotting.save_figure(fig, out, "joint_training")
     plt.show()
 
