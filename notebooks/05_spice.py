@@ -1058,6 +1058,11 @@ def fitted_head(reliable_index_: np.ndarray, labels_: np.ndarray, steps: int = 3
     return head_
 
 
+def joint_steps_per_epoch(n_images: int, labelled_batch: int) -> int:
+    """FixMatch steps in one stage-3 epoch: one pass of the unlabelled images in batches of mu * B (Eq. 9)."""
+    return max(1, n_images // (unlabelled_ratio * labelled_batch))
+
+
 def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: int):
     """Stage 3 (FixMatch with the reliable set as labels); returns (network, history)."""
     training.seed_everything(seed + 4)
@@ -1072,7 +1077,7 @@ def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: in
     optimiser = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, nesterov=True, weight_decay=5e-4)
     b_l = budget.labelled_batch
     b_u = unlabelled_ratio * b_l
-    steps_per_epoch = max(1, n // b_u)
+    steps_per_epoch = joint_steps_per_epoch(n, b_l)
     total = budget.joint_epochs * steps_per_epoch
     rng = torch.Generator().manual_seed(seed + 5)
     reliable_t = torch.as_tensor(reliable_index_)
@@ -1627,7 +1632,7 @@ je_old = report.glue("je_old", int(je_lengths[0]) if len(je_lengths) > 1 else 0)
 je_new = report.glue("je_new", int(je_lengths[-1]) if len(je_lengths) > 1 else 0)
 mnist5k_train = len(data.stratified_split(np.zeros(data.DATASETS["mnist5k"].n_images), held_out_fraction, seed=0)[0])
 steps_per_joint_epoch = report.glue("joint_steps_per_epoch",
-                                    mnist5k_train // (unlabelled_ratio * BUDGETS["book"]["labelled_batch"]))
+                                    joint_steps_per_epoch(mnist5k_train, BUDGETS["book"]["labelled_batch"]))
 report.glue("je_old_steps", je_old * steps_per_joint_epoch)
 report.glue("je_new_steps", je_new * steps_per_joint_epoch)
 report.glue("book_joint_steps", BUDGETS["book"]["joint_epochs"] * steps_per_joint_epoch)
@@ -1843,7 +1848,7 @@ with pd.option_context("display.max_colwidth", None):
 report.glue("moco_epochs_run", budget.moco_epochs)
 report.glue("head_epochs_run", budget.head_epochs)
 report.glue("joint_epochs_run", budget.joint_epochs)
-_ = report.glue("joint_steps_run", budget.joint_epochs * max(1, n // (unlabelled_ratio * budget.labelled_batch)))
+_ = report.glue("joint_steps_run", budget.joint_epochs * joint_steps_per_epoch(n, budget.labelled_batch))
 
 # %% [markdown]
 # **What we found.** After {glue:text}`moco_epochs_run` MoCo epochs the k-NN accuracy of the
