@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -159,6 +160,32 @@ def run_epochs(n_epochs: int, epoch_fn: Callable[[int], Mapping[str, float]],
             })
         _simulated_interruption()
     return history
+
+
+T = TypeVar("T")
+
+
+def prefetched(make: Callable[[int], T], n: int) -> Iterator[T]:
+    """Yield ``make(0), ..., make(n - 1)``, building item i + 1 on one background thread while
+    the caller trains on item i.
+
+    For CPU-bound batch preparation (augmentations that run image by image) that would otherwise
+    wait for the optimiser step, and vice versa: PyTorch releases the GIL inside its kernels, so
+    the two overlap. ``make`` is called in order and never twice at once, so a
+    ``torch.Generator`` it draws from gives the same items as a plain loop; nothing is built
+    beyond item n - 1, so after the last item the generator is where the plain loop leaves it
+    (a checkpoint taken then resumes the same way). ``make`` must not share random state with
+    the caller's work (the caller's global RNG, for instance) while it runs.
+    """
+    if n <= 0:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+        pending = pool.submit(make, 0)
+        for i in range(n):
+            item = pending.result()
+            if i + 1 < n:
+                pending = pool.submit(make, i + 1)
+            yield item
 
 
 def _simulated_interruption() -> None:

@@ -108,3 +108,31 @@ def test_checkpoint_dir_depends_on_the_parameters_but_not_on_output_dir(tmp_path
     assert a == checkpoint_dir(tmp_path, {"dataset": "mnist5k", "seed": 0, "output_dir": "y"})
     assert a != checkpoint_dir(tmp_path, {"seed": 1, "dataset": "mnist5k"})
     assert a.parent == tmp_path / "checkpoints"
+
+
+def test_prefetched_gives_the_plain_loops_items_and_leaves_the_generator_where_it_would():
+    def make(generator):
+        def batch(i):
+            return i, torch.rand(3, generator=generator), torch.randperm(5, generator=generator)
+        return batch
+
+    plain_rng, ahead_rng = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    plain = [make(plain_rng)(i) for i in range(6)]
+    ahead = list(training.prefetched(make(ahead_rng), 6))
+    assert [item[0] for item in ahead] == list(range(6))
+    for (_, r1, p1), (_, r2, p2) in zip(plain, ahead):
+        assert torch.equal(r1, r2) and torch.equal(p1, p2)
+    assert torch.equal(plain_rng.get_state(), ahead_rng.get_state())   # nothing built past item n - 1
+    assert list(training.prefetched(make(ahead_rng), 0)) == []
+
+
+def test_prefetched_raises_the_builders_error_at_its_item():
+    def batch(i):
+        if i == 2:
+            raise ValueError("bad batch 2")
+        return i
+
+    items = training.prefetched(batch, 4)
+    assert [next(items), next(items)] == [0, 1]
+    with pytest.raises(ValueError, match="bad batch 2"):
+        next(items)
