@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory_format.py
 	$(BIN)/python benchmarks/bench_dropout.py
 	$(BIN)/python benchmarks/bench_prefetch.py
+	$(BIN)/python benchmarks/bench_bf16.py
 
 ## Regenerate the paired .ipynb of every executed page (chapters, datasets) from its .py source.
 sync: $(STAMP)

@@ -78,6 +78,8 @@ joint_epochs = None            # stage 3 epochs over the unlabelled images; None
 joint_head = "fitted"          # stage 3's head: fitted (a new D-D-K MLP fitted to the reliable labels on the frozen
                                # features) | fresh (a new, untrained one) | selected (stage 2's, whose logits are huge)
 unlabelled_ratio = 7           # mu: unlabelled images per reliable one in a step (FixMatch)
+precision = "auto"             # the feature model's arithmetic: auto (bf16 where the hardware has it natively, else
+                               # fp32) | bf16 | fp32; see reprolib.device.autocast
 experiments = True             # False: only the three stages and the headline, no ablation
 side_experiments = None        # run Tables VII and VIII in the build; None: the profile's (book: shown from the committed book run)
 output_dir = "runs/05_spice"   # results.json, figures and checkpoints (set by python -m reprolib run --out)
@@ -108,14 +110,15 @@ from tqdm.auto import tqdm
 
 from reprolib import data, metrics, params, plotting, report, results, training
 from reprolib.cluster import reliable_pseudo_labels
-from reprolib.device import describe_device, pick_device
+from reprolib.device import autocast, describe_device, pick_device, resolve_precision
 from reprolib.networks import ConvNet
 
 params.check(dict(profile=profile, dataset=dataset, seed=seed, n_clusters=n_clusters, n_samples=n_samples,
                   held_out_fraction=held_out_fraction, backbone=backbone, moco_epochs=moco_epochs,
                   moco_batch=moco_batch, queue_size=queue_size, n_heads=n_heads, head_epochs=head_epochs,
                   big_batch_size=big_batch_size, assignment=assignment, head_loss=head_loss, n_neighbors=n_neighbors,
-                  joint_epochs=joint_epochs, joint_head=joint_head, side_experiments=side_experiments))
+                  joint_epochs=joint_epochs, joint_head=joint_head, side_experiments=side_experiments,
+                  precision=precision))
 LAMBDA_R = {"cifar10": 0.99, "stl10": 0.9}   # the official code's lambda_r per dataset; 0.9 (STL10's) elsewhere
 lambda_r = LAMBDA_R.get(dataset, 0.9) if reliable_threshold is None else reliable_threshold
 for name_, value_, low_, high_ in (("temperature", temperature, 0, None), ("center_ratio", center_ratio, 0, 1),
@@ -148,9 +151,17 @@ budget = params.resolve(profile, BUDGETS, n_samples=n_samples, backbone=backbone
                         moco_batch=moco_batch, queue_size=queue_size, n_heads=n_heads, head_epochs=head_epochs,
                         big_batch_size=big_batch_size, joint_epochs=joint_epochs, side_experiments=side_experiments)
 device = pick_device()
+compute_precision = report.glue("compute_precision", resolve_precision(precision, device))
+
+
+def mixed():
+    """The feature model's arithmetic (`precision`): bfloat16 mixed precision or float32 (reprolib.device.autocast)."""
+    return autocast(device, compute_precision)
+
+
 out = Path(output_dir)
 plotting.use_style()
-print(f"profile {profile}: {budget}\ndevice {describe_device(device)}")
+print(f"profile {profile}: {budget}\ndevice {describe_device(device)}, precision {compute_precision}")
 
 # %% [markdown]
 # The three profiles. The `paper` profile takes the official code's settings (ResNet-34; 1,000
@@ -162,6 +173,16 @@ print(f"profile {profile}: {budget}\ndevice {describe_device(device)}")
 # instead of ResNet-34, and every stage shortened. The CNN keeps its tensors in channels-last
 # (NHWC) memory layout, which the CPU convolutions run faster: `make bench` prints the ratio
 # (`benchmarks/bench_memory_format.py`).
+#
+# **Precision.** With `precision = "auto"` (the default) the feature model and the clustering
+# network run in bfloat16 mixed precision where the hardware multiplies bfloat16 natively (a CPU
+# with AVX512-BF16 or AMX instructions, a GPU such as the A100 or H100), and in float32 elsewhere:
+# convolutions and matrix products in bfloat16; weights, optimiser state, batch-norm statistics
+# and every loss in float32 (`reprolib.device.autocast`). This build ran in
+# {glue:text}`compute_precision`. `benchmarks/bench_bf16.py` (in `make bench`) prints what it buys
+# on one machine. bfloat16 rounds every product's inputs to 8 bits of mantissa, so a run in
+# bfloat16 is not the same run as one in float32; the section on the `book` profile's time
+# compares the two, and `-p precision=fp32` gives the float32 run anywhere.
 
 # %%
 budget_table = pd.DataFrame({p: {k: str(v) for k, v in b.items()} for p, b in BUDGETS.items()})
@@ -220,7 +241,8 @@ record = results.Recorder("05_spice", profile,
                                head_loss=head_loss, n_neighbors=n_neighbors, reliable_threshold=lambda_r,
                                confidence_threshold=confidence_threshold, unlabelled_ratio=unlabelled_ratio,
                                joint_head=joint_head,
-                               experiments=experiments, queue_used=QUEUE, **vars(budget)),
+                               experiments=experiments, queue_used=QUEUE, precision_used=compute_precision,
+                               **vars(budget)),
                           seed, full, device=describe_device(device))
 checkpoints = training.checkpoint_dir(out, record.parameters)  # other parameters never resume these
 print(f"{full.name}: {n} training and {len(test_index)} held-out images of {C}x{H}x{W}, K = {K}, "
@@ -411,12 +433,14 @@ class Moco(nn.Module):
 
     def step(self, x1: torch.Tensor, x2: torch.Tensor, momentum: float) -> torch.Tensor:
         """Eq. (1) on one batch; updates the key branch (momentum) and the queue."""
-        q = F.normalize(self.projection(self.backbone(x1)), dim=1)
+        with mixed():
+            q = F.normalize(self.projection(self.backbone(x1)).float(), dim=1)
         with torch.no_grad():
             for key, query in zip([*self.key_backbone.parameters(), *self.key_projection.parameters()],
                                   [*self.backbone.parameters(), *self.projection.parameters()]):
                 key.mul_(momentum).add_(query.detach(), alpha=1 - momentum)
-            k = F.normalize(self.key_projection(self.key_backbone(x2)), dim=1)
+            with mixed():
+                k = F.normalize(self.key_projection(self.key_backbone(x2)).float(), dim=1)
         loss = moco_loss(q, k, self.queue.clone(), temperature)
         with torch.no_grad():
             slots = (self.pointer + torch.arange(len(k), device=k.device)) % len(self.queue)
@@ -433,7 +457,8 @@ def embed(backbone: nn.Module, images: torch.Tensor, batch: int = EVAL_BATCH) ->
     """Phi(x), L2-normalised, in evaluation mode."""
     was_training = backbone.training
     backbone.eval()
-    feats = torch.cat([backbone(images[i:i + batch].to(device)).cpu() for i in range(0, len(images), batch)])
+    with mixed():
+        feats = torch.cat([backbone(images[i:i + batch].to(device)).float().cpu() for i in range(0, len(images), batch)])
     backbone.train(was_training)
     return F.normalize(feats, dim=1)
 
@@ -732,7 +757,8 @@ def raw_features(backbone: nn.Module, images: torch.Tensor, batch: int = EVAL_BA
     feats = []
     for i in range(0, len(images), batch):
         x = images[i:i + batch]
-        feats.append(backbone((x.float() / 255 if x.dtype == torch.uint8 else x).to(device)).cpu())
+        with mixed():
+            feats.append(backbone((x.float() / 255 if x.dtype == torch.uint8 else x).to(device)).float().cpu())
     backbone.train(was_training)
     return torch.cat(feats)
 
@@ -776,7 +802,8 @@ def train_heads(tag: str, n_heads_: int, epochs: int, assignment_: str = assignm
             return bank_features[kind][views, index].to(device)
         x = bank_images[kind][views, index].float().div(255).to(device)
         if grad:
-            return backbone_(x)
+            with mixed():
+                return backbone_(x).float()
         return raw_features(backbone_, x)
 
     def epoch_fn(epoch: int) -> dict:
@@ -1033,8 +1060,9 @@ print("Eq. (9): joint_loss equals the written-out sum")
 @torch.no_grad()
 def network_predictions(net: nn.Module, images: torch.Tensor) -> np.ndarray:
     net.eval()
-    pred = torch.cat([net(images[i:i + EVAL_BATCH].to(device)).argmax(-1).cpu()
-                      for i in range(0, len(images), EVAL_BATCH)])
+    with mixed():
+        pred = torch.cat([net(images[i:i + EVAL_BATCH].to(device)).float().argmax(-1).cpu()
+                          for i in range(0, len(images), EVAL_BATCH)])
     net.train()
     return pred.numpy()
 
@@ -1102,7 +1130,8 @@ def train_joint(reliable_index_: np.ndarray, labels_: np.ndarray, head_index: in
             k_ = epoch * steps_per_epoch + step
             for group in optimiser.param_groups:
                 group["lr"] = 0.03 * math.cos(7 * math.pi * k_ / (16 * total))
-            logits = net(batch.to(device))
+            with mixed():
+                logits = net(batch.to(device)).float()
             loss, mask_rate = joint_loss(logits[:b_l], labels_l.to(device), logits[b_l:b_l + n_u].detach(),
                                          logits[b_l + n_u:], confidence_threshold)
             optimiser.zero_grad()
@@ -2001,6 +2030,10 @@ _ = report.glue("joint_steps_run", budget.joint_epochs * joint_steps_per_epoch(n
 #   `roi_align` box per image for the crops and shifts), not torchvision's transforms, which draw
 #   their randomness once per call and so would run image by image: at about a millisecond per
 #   image on one core that is the cost `RandAugment`, the one torchvision transform used, still has.
+# * **Precision.** Where the hardware has native bfloat16 (this build's machine does) the feature
+#   model and the stage-3 network compute in bfloat16 mixed precision (`precision = "auto"`); the
+#   paper does not say, and the official code trains in float32. The reference runs record the
+#   precision they ran in (`precision_used`; runs made before it was a parameter ran in float32).
 # * **View bank.** Stage 2 draws each sample's weak and strong views from `n_views` views made
 #   once per image (the frozen feature model makes this exact for the features), where the official
 #   code draws fresh views every time.

@@ -125,7 +125,10 @@ CHOICES = {"supervision": ("all", *SUPERVISION_LEVELS),
            "head_loss": ("double-softmax", "ce", "tce", "entropy"),
            # Chapter 5's stage-3 head: a new head fitted to the reliable labels on the frozen
            # features, a new untrained one, or stage 2's selected head
-           "joint_head": ("fitted", "fresh", "selected")}
+           "joint_head": ("fitted", "fresh", "selected"),
+           # the arithmetic of a chapter's network (reprolib.device.autocast): bfloat16 where the
+           # hardware has it natively, or as asked
+           "precision": ("auto", "bf16", "fp32")}
 
 
 #: Switches whose None means "the profile's choice" (the chapter's budget table decides): Chapter 1's

@@ -93,6 +93,31 @@ def test_pick_device_prefers_what_is_asked(monkeypatch):
     assert pick_device().type == "cpu" and describe_device("cpu").startswith("cpu (")
 
 
+def test_precision_auto_follows_the_hardware_and_bad_values_are_refused(monkeypatch):
+    from reprolib import device as device_lib
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(device_lib, "native_bf16", lambda device, native=native: native)
+        assert device_lib.resolve_precision("auto", "cpu") == expected
+        assert device_lib.resolve_precision("fp32", "cpu") == "fp32"
+        assert device_lib.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32; got 'fp16'"):
+        device_lib.resolve_precision("fp16", "cpu")
+
+
+def test_autocast_runs_convolutions_in_bf16_only_when_asked():
+    from reprolib.device import autocast
+    conv = torch.nn.Conv2d(1, 4, 3)
+    x = torch.rand(2, 1, 8, 8)
+    with autocast("cpu", "bf16"):
+        low = conv(x)
+    with autocast("cpu", "fp32"):
+        full = conv(x)
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+    assert conv.weight.dtype == torch.float32   # the weights stay float32
+    # bfloat16 keeps 8 bits of mantissa: close to float32, not equal
+    assert torch.allclose(low.float(), full, atol=0.05, rtol=0.02) and not torch.equal(low.float(), full)
+
+
 def test_run_seeds_are_distinct_and_valid_for_numpy_at_any_chapter_seed():
     import numpy as np
     from reprolib.training import run_seed
