@@ -20,11 +20,13 @@ Random images, stated plainly: speed does not depend on the pixel values. No res
 rests on them. Where the hardware has no native bfloat16 the ratio is printed all the same (it is
 then usually below 1, which is why "auto" keeps float32 there).
 
-Usage: ``python benchmarks/bench_bf16.py [--repeats R] [--device D]``.
+Usage: ``python benchmarks/bench_bf16.py [--repeats R] [--device D] [--json PATH]``; with
+``--json`` it also writes the figures there (Chapter 5 reads a committed copy).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -84,6 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     device = pick_device(args.device)
     print(f"device: {describe_device(device)}; native bfloat16: {native_bf16(device)}")
@@ -95,11 +98,14 @@ def main() -> int:
     torch.manual_seed(1)
     net, key_net = ConvNet(1, WIDTHS).to(device), ConvNet(1, WIDTHS).to(device)
     optimiser = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
-    steps = {"stage 1: MoCo step (256 + 256 views)": lambda p: moco_step(net, key_net, optimiser, x1, x2, p, device),
-             "stage 3: FixMatch step (480 views)": lambda p: fixmatch_step(net, optimiser, batch, labels, p, device),
-             "features of 4,000 images": lambda p: features(key_net.eval(), images, p, device)}
+    steps = {"moco": ("stage 1: MoCo step (256 + 256 views)",
+                      lambda p: moco_step(net, key_net, optimiser, x1, x2, p, device)),
+             "fixmatch": ("stage 3: FixMatch step (480 views)",
+                          lambda p: fixmatch_step(net, optimiser, batch, labels, p, device)),
+             "features": ("features of 4,000 images", lambda p: features(key_net.eval(), images, p, device))}
+    figures = {"device": describe_device(device), "native_bf16": native_bf16(device), "repeats": args.repeats}
     print(f"{'':40s} {'fp32 s':>8s} {'bf16 s':>8s} {'fp32/bf16':>10s}")
-    for name, step in steps.items():
+    for key, (name, step) in steps.items():
         times = {"fp32": [], "bf16": []}
         for precision in times:   # warm-up: oneDNN builds its kernels on the first call
             step(precision)
@@ -108,12 +114,17 @@ def main() -> int:
                 times[precision].append(timed(lambda: step(precision), device))
         fp32, bf16 = statistics.median(times["fp32"]), statistics.median(times["bf16"])
         print(f"{name:40s} {fp32:8.3f} {bf16:8.3f} {fp32 / bf16:9.2f}x")
+        figures[key] = {"fp32_seconds": fp32, "bf16_seconds": bf16, "ratio": fp32 / bf16}
     key_net.eval()
     fp32, bf16 = features(key_net, images[:1000], "fp32", device), features(key_net, images[:1000], "bf16", device)
     fp32, bf16 = fp32 - fp32.mean(0), bf16 - fp32.mean(0)   # centred: ReLU features share a large mean
     error = (bf16 - fp32).norm(dim=1) / fp32.norm(dim=1)
     print(f"features of the same weights, bf16 against fp32 (centred): relative difference median "
           f"{error.median():.4f}, largest {error.max():.4f}")
+    figures["feature_difference"] = {"median": float(error.median()), "largest": float(error.max())}
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
