@@ -14,7 +14,8 @@ alternating the two precisions, the two steps that dominate the chapter's ``book
 and the features of 4,000 images without gradients (the chapter's evaluation passes). It prints
 the median time of each in each precision and the ratio, and how far the bfloat16 features are
 from the float32 ones (per image, the norm of their difference over that of the float32 feature,
-both centred on the float32 features' mean, from the same weights): bfloat16 keeps 8 bits of mantissa, so the two are close, not equal.
+both centred on the float32 features' mean, from the same weights): bfloat16 keeps 8 bits of
+mantissa, so the two are close, not equal.
 
 Random images, stated plainly: speed does not depend on the pixel values. No result of the book
 rests on them. Where the hardware has no native bfloat16 the ratio is printed all the same (it is

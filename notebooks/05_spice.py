@@ -1821,6 +1821,7 @@ precision_table = pd.DataFrame(
     columns=["precision", "MoCo epochs", "joint epochs", "seed", "k-means (train)", "SPICE-Self (train)",
              "SPICE (train)", "SPICE (held-out)", "stage 1 s/epoch", "stage 3 s/epoch", "minutes"])
 SETTING = ["precision", "MoCo epochs", "joint epochs"]
+precision_table["setting"] = precision_table[SETTING].apply(tuple, axis=1) if len(precision_table) else None
 fp32_rows = precision_table[precision_table.precision == "fp32"]
 fp32_setting = (("fp32", int(fp32_rows["MoCo epochs"].iloc[0]), int(fp32_rows["joint epochs"].iloc[0]))
                 if len(fp32_rows) else None)
@@ -1830,8 +1831,8 @@ report.glue("pr_fp32_moco", fp32_setting[1] if fp32_setting else 0)
 report.glue("pr_fp32_joint", fp32_setting[2] if fp32_setting else 0)
 report.glue("pr_bench_moco", BENCH_BF16["moco"]["ratio"])
 report.glue("pr_bench_fixmatch", BENCH_BF16["fixmatch"]["ratio"])
-by_setting_ = {key_: precision_table[(precision_table[SETTING].apply(tuple, axis=1) == setting_)] if setting_ else
-               precision_table.iloc[:0] for key_, setting_ in settings_.items()}
+by_setting_ = {key_: precision_table[precision_table.setting == setting_] if setting_ else precision_table.iloc[:0]
+               for key_, setting_ in settings_.items()}
 for key_, rows_ in by_setting_.items():   # NaN where a setting is not committed
     spice_ = rows_["SPICE (train)"]
     report.glue(f"pr_{key_}_mean", float(spice_.mean()) if len(rows_) else np.nan)
@@ -1845,8 +1846,7 @@ for stage_ in ("stage 1", "stage 3"):
     ratio_ = (by_setting_["fp32"][f"{stage_} s/epoch"].mean() / by_setting_["bf16"][f"{stage_} s/epoch"].mean()
               if len(by_setting_["bf16"]) else np.nan)
     report.glue(f"pr_{stage_.replace(' ', '')}_ratio", float(ratio_))
-paired_pr_ = precision_table.assign(setting=precision_table[SETTING].apply(tuple, axis=1)).pivot(
-    index="seed", columns="setting", values="SPICE (train)")
+paired_pr_ = precision_table.pivot(index="seed", columns="setting", values="SPICE (train)")
 
 
 def setting_gains(before: str, after: str) -> pd.Series:
@@ -1874,22 +1874,21 @@ report.glue("pr_book_spread", spread_pr_["book"])
 if len(precision_table):
     labels_pr_ = {setting_: f"{setting_[0]}\n{setting_[1]} MoCo + {setting_[2]} joint" for setting_ in settings_.values()
                   if setting_}
-    order_pr_ = [setting_ for setting_ in labels_pr_ if setting_ in set(precision_table[SETTING].apply(tuple, axis=1))]
+    order_pr_ = [setting_ for setting_ in labels_pr_ if setting_ in set(precision_table.setting)]
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    x_of_ = {setting_: i_ for i_, setting_ in enumerate(order_pr_)}
     for seed_, rows_ in precision_table.groupby("seed"):
-        at_ = rows_.set_index(rows_[SETTING].apply(tuple, axis=1))
-        xs_ = [i_ for i_, setting_ in enumerate(order_pr_) if setting_ in at_.index]
-        ax.plot(xs_, [at_.loc[[order_pr_[i_]], "SPICE (train)"].iloc[0] for i_ in xs_], marker="o", color=f"C{seed_}",
-                label=f"seed {seed_}: SPICE")
-        ax.plot(xs_, [at_.loc[[order_pr_[i_]], "SPICE-Self (train)"].iloc[0] for i_ in xs_], marker="o", mfc="none",
-                ls=":", color=f"C{seed_}", label=f"seed {seed_}: SPICE-Self")
+        rows_ = rows_.assign(x=rows_.setting.map(x_of_)).dropna(subset=["x"]).sort_values("x")
+        ax.plot(rows_.x, rows_["SPICE (train)"], marker="o", color=f"C{seed_}", label=f"seed {seed_}: SPICE")
+        ax.plot(rows_.x, rows_["SPICE-Self (train)"], marker="o", mfc="none", ls=":", color=f"C{seed_}",
+                label=f"seed {seed_}: SPICE-Self")
     ax.axhline(TARGETS["book"], color="grey", ls="--", lw=1, label="book target")
     ax.set_xticks(range(len(order_pr_)), [labels_pr_[setting_] for setting_ in order_pr_])
     ax.set(ylabel="ACC, training images", title="book profile on mnist5k: arithmetic and stage lengths")
     ax.legend(fontsize=7, ncol=2)
     plotting.save_figure(fig, out, "precision_book")
     plt.show()
-precision_table.sort_values(SETTING + ["seed"]).round(4)
+precision_table.drop(columns="setting").sort_values(SETTING + ["seed"]).round(4)
 
 # %% [markdown]
 # In bfloat16 at the float32 profile's stage lengths, stage 1 took {glue:text}`pr_stage1_ratio:.1f`

@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from .params import CHOICES
+
 
 def pick_device(prefer: str | None = None) -> torch.device:
     """The fastest device here: CUDA, then Apple MPS, then CPU.
@@ -33,8 +35,8 @@ def describe_device(device: torch.device | str | None = None) -> str:
 
 
 #: The arithmetic a chapter's convolutional network may run in: "auto" picks bf16 where the
-#: hardware has native bfloat16 instructions, else fp32.
-PRECISIONS = ("auto", "bf16", "fp32")
+#: hardware has native bfloat16 instructions, else fp32 (the one list, kept with the other choices).
+PRECISIONS = CHOICES["precision"]
 
 
 def native_bf16(device: torch.device | str) -> bool:
