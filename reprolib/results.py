@@ -220,6 +220,16 @@ def load_committed(folder: str | os.PathLike) -> dict | None:
     return load(paths[0]) if paths else None
 
 
+def committed_variants(reference_dir: str | os.PathLike, name: str) -> dict[str, dict]:
+    """The committed runs `name` and `name-*` under `reference_dir` (folder name -> record), e.g.
+    ``book-side-experiments`` and ``book-side-experiments-avx2``: one run of the same command per
+    machine kind or arithmetic whose floating-point sums differ, so that a build can show the one
+    that trained what it trained. `name` itself comes first; folders without a record are left out."""
+    folders = sorted(Path(reference_dir).glob(f"{name}-*"))
+    found = {folder.name: load_committed(folder) for folder in [Path(reference_dir) / name, *folders]}
+    return {folder: record for folder, record in found.items() if record is not None}
+
+
 def provenance(record: dict) -> str:
     """Where a committed record's numbers come from, in words: profile, dataset, seed and code."""
     return (f"{record['profile']} profile, {record['dataset']['name']}, seed {record['seed']}, "

@@ -151,3 +151,16 @@ def test_a_profile_switch_takes_only_true_false_or_none(name, value):
     with pytest.raises(params.ParameterError) as error:
         params.check({name: value})
     assert f"'{name}'" in str(error.value) and "True, False or None" in str(error.value)
+
+
+def test_committed_variants_finds_a_run_and_its_variants_and_skips_empty_folders(tmp_path):
+    for folder, value in (("side", 0.5), ("side-avx2", 0.6), ("side-fp32", 0.7)):
+        record = results.Recorder("00_test", "book", {"seed": 0}, 0, device="cpu")
+        record.headline("k-means", "acc", value, setting="raw pixels")
+        record.write(tmp_path / folder / "seed=0")
+    (tmp_path / "side-empty").mkdir()
+    (tmp_path / "sidebar").mkdir()   # another name, not a variant
+    runs = results.committed_variants(tmp_path, "side")
+    assert list(runs) == ["side", "side-avx2", "side-fp32"]
+    assert [results.headline(run)["value"] for run in runs.values()] == [0.5, 0.6, 0.7]
+    assert results.committed_variants(tmp_path, "missing") == {}
