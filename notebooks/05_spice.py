@@ -198,10 +198,9 @@ report.glue("build_joint_epochs", budget.joint_epochs)
 # {glue:text}`book_moco_epochs` MoCo epochs and {glue:text}`book_joint_epochs` joint epochs. In
 # float32 (the column `book (float32)`) it runs {glue:text}`book_fp32_moco` and
 # {glue:text}`book_fp32_joint`: on a two-core Zen 3 machine without AVX-512, float32 at the bfloat16
-# lengths took {glue:text}`pr_fp32long_minutes:.0f` minutes, against the six the chapter has.
-# The shorter float32 profile costs accuracy, as the section on the `book` profile's time shows,
-# and it is not the arithmetic that costs it: at the same lengths float32 scored higher than
-# bfloat16 there. This build ran {glue:text}`build_moco_epochs` MoCo epochs and
+# lengths took {glue:text}`pr_fp32long_fastest:.0f` minutes, against the six the chapter has.
+# The section on the `book` profile's time compares the two arithmetics at the same lengths.
+# This build ran {glue:text}`build_moco_epochs` MoCo epochs and
 # {glue:text}`build_joint_epochs` joint epochs.
 
 # %%
@@ -1811,10 +1810,8 @@ je_table.sort_values(["joint epochs", "seed"]).round(4)
 # ### bfloat16, and what the time it saves buys
 #
 # The chapter's CNN now computes in bfloat16 where the machine has native bfloat16 instructions
-# (`precision`; the data section says what stays in float32). On the 2-core AMD machines that
-# build this book, `benchmarks/bench_bf16.py` timed a MoCo step {glue:text}`pr_bench_moco:.1f`
-# times and a FixMatch step {glue:text}`pr_bench_fixmatch:.1f` times as fast as in float32 (one
-# run of it, both precisions alternating). Three committed runs per setting (seeds 0, 1 and 2, the
+# (`precision`; the data section says what stays in float32). {glue:text}`pr_bench_words`
+# Three committed runs per setting (seeds 0, 1 and 2, the
 # three stages each, `results/05_spice/precision-book/` with its `COMMAND`) show what the change
 # does to the accuracy and what the time it frees buys:
 #
@@ -1830,9 +1827,8 @@ je_table.sort_values(["joint epochs", "seed"]).round(4)
 
 # %%
 PRECISION_RUNS = Path("..") / "results" / "05_spice" / "precision-book"
-BENCH_FILE = PRECISION_RUNS / "bench_bf16.json"   # benchmarks/bench_bf16.py --json, on the machine of the runs
-BENCH_BF16 = json.loads(BENCH_FILE.read_text()) if BENCH_FILE.exists() else {"moco": {"ratio": np.nan},
-                                                                             "fixmatch": {"ratio": np.nan}}
+BENCH_FILE = PRECISION_RUNS / "bf16-benchmark.json"   # benchmarks/bench_bf16.py --json, on the machine of the runs
+BENCH_BF16 = json.loads(BENCH_FILE.read_text()) if BENCH_FILE.exists() else None
 
 
 def precision_point(run_: dict) -> dict:
@@ -1866,8 +1862,13 @@ settings_ = {"fp32": fp32_setting, "bf16": ("bf16", *fp32_setting[1:]) if fp32_s
              "fp32long": ("fp32", BUDGETS["book"]["moco_epochs"], BUDGETS["book"]["joint_epochs"])}
 report.glue("pr_fp32_moco", fp32_setting[1] if fp32_setting else 0)
 report.glue("pr_fp32_joint", fp32_setting[2] if fp32_setting else 0)
-report.glue("pr_bench_moco", BENCH_BF16["moco"]["ratio"])
-report.glue("pr_bench_fixmatch", BENCH_BF16["fixmatch"]["ratio"])
+report.glue("pr_bench_words",
+            f"On a 2-core AMD machine with AVX512-BF16, `benchmarks/bench_bf16.py` timed a MoCo step "
+            f"{BENCH_BF16['moco']['ratio']:.1f} times and a FixMatch step {BENCH_BF16['fixmatch']['ratio']:.1f} "
+            "times as fast as in float32 (one run of it, both precisions alternating)." if BENCH_BF16 else
+            "`benchmarks/bench_bf16.py` (in `make bench`) times a MoCo step and a FixMatch step in both "
+            "precisions on the machine it runs on; no run of it is committed here, so the stage times of the "
+            "runs below are this section's measure of the speed.")
 by_setting_ = {key_: precision_table[precision_table.setting == setting_] if setting_ else precision_table.iloc[:0]
                for key_, setting_ in settings_.items()}
 for key_, rows_ in by_setting_.items():   # NaN where a setting is not committed
@@ -1910,6 +1911,8 @@ spread_pr_ = {key_: float(rows_["SPICE (train)"].max() - rows_["SPICE (train)"].
 report.glue("pr_fp32_spread", spread_pr_["fp32"])
 report.glue("pr_book_spread", spread_pr_["book"])
 report.glue("pr_fp32long_spread", spread_pr_["fp32long"])
+# the fastest run: other work shared the machine during some of them
+report.glue("pr_fp32long_fastest", float(by_setting_["fp32long"]["minutes"].min()) if len(by_setting_["fp32long"]) else np.nan)
 stage_diffs_ = {key_: float(by_setting_["fp32long"][column_].mean() - by_setting_["book"][column_].mean())
                 for key_, column_ in (("kmeans", "k-means (train)"), ("self", "SPICE-Self (train)"),
                                       ("spice", "SPICE (train)"))}
@@ -1919,12 +1922,16 @@ arithlong_ = setting_gains("book", "fp32long")
 report.glue("pr_arithlong_verdict",
             "(The float32 runs at these lengths are not committed here.)" if not len(arithlong_) else
             "So at these lengths the arithmetic, not the stage lengths, holds the bfloat16 profile back; "
-            "most of the difference appears after stage 1." if (arithlong_ > spread_pr_["book"]).all()
+            "most of the difference appears after stage 1. Which step of stages 2 and 3 loses accuracy to "
+            "bfloat16's rounding we have not isolated: the features the heads are trained on, the heads' "
+            "probabilities against the confidence threshold of 0.95 and the reliable labels' neighbours are "
+            "all computed in it." if (arithlong_ > spread_pr_["book"]).all()
             and abs(stage_diffs_["kmeans"]) < min(stage_diffs_["self"], stage_diffs_["spice"]) else
             "So at these lengths float32 scores higher on every seed, by more than the spread between "
             "bfloat16 seeds." if (arithlong_ > spread_pr_["book"]).all() else
-            "The difference is not larger than the spread between seeds on every seed, so these runs do not "
-            "single out the arithmetic.")
+            f"On {int((arithlong_ <= spread_pr_['book']).sum())} of {len(arithlong_)} seeds the difference is not "
+            "larger than the spread between the bfloat16 seeds, so three seeds do not show that the arithmetic, "
+            "rather than the draw, holds the bfloat16 profile back.")
 if len(precision_table):
     labels_pr_ = {setting_: f"{setting_[0]}\n{setting_[1]} MoCo + {setting_[2]} joint" for setting_ in settings_.values()
                   if setting_}
@@ -1976,12 +1983,9 @@ precision_table.drop(columns="setting").sort_values(SETTING + ["seed"]).round(4)
 # after stage 1 (k-means), {glue:text}`pr_diff_self:+.3f` after stage 2 (SPICE-Self) and
 # {glue:text}`pr_diff_spice:+.3f` after stage 3. {glue:text}`pr_arithlong_verdict` Seeds at the
 # target: {glue:text}`pr_fp32long_at_target` in float32 at these lengths. A float32 run of them took
-# {glue:text}`pr_fp32long_minutes:.1f` minutes on that machine, more than twice the chapter's six,
+# {glue:text}`pr_fp32long_fastest:.1f` minutes on that machine (the fastest of the three), more than twice the chapter's six,
 # which is why the float32 `book` profile is shorter ({glue:text}`book_fp32_moco` MoCo and
-# {glue:text}`book_fp32_joint` joint epochs). Which step of stages 2 and 3 loses accuracy to
-# bfloat16's rounding we have not isolated: the features the heads are trained on, the heads'
-# probabilities against the confidence threshold of 0.95, and the reliable labels' neighbours
-# are all computed in it.
+# {glue:text}`book_fp32_joint` joint epochs).
 #
 # This build's stage 3 took {glue:text}`stage3_seconds:.0f` s.
 
@@ -2319,7 +2323,11 @@ _ = report.glue("joint_steps_run", budget.joint_epochs * joint_steps_per_epoch(n
 #   {glue:text}`batch_joint_epochs` joint epochs, {glue:text}`batch_at_book_target` do. A small CNN
 #   after {glue:text}`book_moco_epochs` MoCo epochs gives features that k-means clusters far below
 #   the reference runs' (see "What we found"), and most of the spread between runs is already
-#   there in SPICE-Self.
+#   there in SPICE-Self. In float32 at the same lengths {glue:text}`pr_fp32long_at_target` seeds
+#   reach it (SPICE from {glue:text}`pr_fp32long_min:.3f` to {glue:text}`pr_fp32long_max:.3f`), but
+#   such a run takes {glue:text}`pr_fp32long_fastest:.0f` minutes on a machine without AVX-512, and
+#   the float32 profile's shorter stages ({glue:text}`book_fp32_moco` + {glue:text}`book_fp32_joint`
+#   epochs) are what fits there.
 # * **Fig. 5** (prototype images and attention maps) needs convolutional feature maps of the
 #   paper's ResNet; not regenerated.
 #
