@@ -2094,6 +2094,20 @@ report.glue("s1_verdict",
             "time does more in stage 1." if (spice_gains_.abs() <= spread_pr_["book"]).any() else
             f"Every seed moves by more than the spread between the seeds at the earlier lengths ({spread_pr_['book']:.3f}), not all "
             "the same way.")
+if len(share_table):
+    stages_ = ["k-means (train)", "SPICE-Self (train)", "fitted head (train)", "SPICE (train)"]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for (run_name_, seed_), row_ in share_table.set_index(["run", "seed"]).iterrows():
+        ax.plot(range(len(stages_)), row_[stages_].to_numpy(dtype=float), marker="o", color=f"C{seed_}",
+                ls="-" if run_name_ == "more stage 1" else ":",
+                label=f"seed {seed_}: {int(row_['MoCo epochs'])} MoCo + {int(row_['joint epochs'])} joint")
+    ax.axhline(TARGETS["book"], color="grey", ls="--", lw=1, label="book target")
+    ax.set_xticks(range(len(stages_)), ["k-means on\nstage-1 features", "SPICE-Self", "fitted head\n(stage 3 starts)",
+                                        "SPICE"])
+    ax.set(ylabel="ACC, training images", title="the same minutes in stage 3 (dotted) or stage 1 (solid)")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.28))
+    plotting.save_figure(fig, out, "stage1_share_book")
+    plt.show()
 share_table.sort_values(["run", "seed"]).round(4)
 
 # %% [markdown]
