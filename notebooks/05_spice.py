@@ -2117,7 +2117,7 @@ share_table.sort_values(["run", "seed"]).round(4)
 # {glue:text}`s1_self_gain_min:+.3f` to {glue:text}`s1_self_gain_max:+.3f`
 # ({glue:text}`s1_self_words`) and SPICE by {glue:text}`s1_spice_gain_min:+.3f` to
 # {glue:text}`s1_spice_gain_max:+.3f` ({glue:text}`s1_spice_words`; mean
-# {glue:text}`s1_spice_mean:.3f` against the profile's {glue:text}`pr_book_mean:.3f`, seeds at the
+# {glue:text}`s1_spice_mean:.3f` against {glue:text}`pr_book_mean:.3f` at the earlier lengths; seeds at the
 # target: {glue:text}`s1_at_target`; from {glue:text}`s1_spice_min:.3f` to
 # {glue:text}`s1_spice_max:.3f`). {glue:text}`s1_verdict` The time stayed about the same: on the
 # machine and in the session of these runs, seed 0's three stages took
