@@ -1693,10 +1693,16 @@ budget_table.round(4)
 # stages each) are committed under `results/05_spice/joint-epochs-book/` with their `COMMAND`.
 
 # %%
+def stage_times(run_: dict) -> dict:
+    """A committed run's wall time of each stage in seconds (its benchmark rows), by stage name."""
+    return {r["method"].removesuffix(" wall time"): r["value"] for r in run_["rows"]
+            if r["experiment"] == "benchmark" and r["method"].endswith(" wall time")}
+
+
 def joint_epochs_point(run_: dict) -> dict:
     """One committed run of the joint-epochs comparison: its stage-3 length, seed, accuracies and minutes."""
     numbers_ = key_numbers(run_)
-    stage3_seconds_ = next((r["value"] for r in run_["rows"] if r["method"] == "stage 3 wall time"), np.nan)
+    stage3_seconds_ = stage_times(run_).get("stage 3", np.nan)
     return {"joint epochs": run_["parameters"]["joint_epochs"], "seed": run_["parameters"]["seed"],
             "k-means (train)": numbers_.get("k-means (stage-1 features) (train)", np.nan),
             "SPICE-Self (train)": numbers_.get("SPICE-Self (train)", np.nan),
@@ -1848,15 +1854,15 @@ def precision_point(run_: dict) -> dict:
     """One committed `book` run: its arithmetic (float32 before the parameter existed), stage lengths,
     seed, accuracies and stage times."""
     p_, numbers_ = run_["parameters"], key_numbers(run_)
-    seconds_ = {r["method"]: r["value"] for r in run_["rows"] if r["experiment"] == "benchmark" and r["metric"] == "seconds"}
+    seconds_ = stage_times(run_)
     return {"precision": p_.get("precision_used", "fp32"), "MoCo epochs": p_["moco_epochs"],
             "joint epochs": p_["joint_epochs"], "seed": p_["seed"],
             "k-means (train)": numbers_.get("k-means (stage-1 features) (train)", np.nan),
             "SPICE-Self (train)": numbers_.get("SPICE-Self (train)", np.nan),
             "SPICE (train)": numbers_.get("SPICE (train)", np.nan),
             "SPICE (held-out)": numbers_.get("SPICE (held-out)", np.nan),
-            "stage 1 s/epoch": seconds_.get("stage 1 wall time", np.nan) / p_["moco_epochs"],
-            "stage 3 s/epoch": seconds_.get("stage 3 wall time", np.nan) / p_["joint_epochs"],
+            "stage 1 s/epoch": seconds_.get("stage 1", np.nan) / p_["moco_epochs"],
+            "stage 3 s/epoch": seconds_.get("stage 3", np.nan) / p_["joint_epochs"],
             "minutes": run_["wall_clock_seconds"] / 60}
 
 
@@ -2022,13 +2028,17 @@ STAGE1_SHARE_RUNS = Path("..") / "results" / "05_spice" / "stage1-share-book"
 
 
 def stage_seconds(run_: dict) -> float:
-    """The three stages' wall time of a committed run (its benchmark rows)."""
-    return sum(r["value"] for r in run_["rows"] if r["experiment"] == "benchmark"
-               and r["method"] in ("stage 1 wall time", "stage 2 wall time", "stage 3 wall time"))
+    """The three stages' wall time of a committed run."""
+    return sum(stage_times(run_).values())
 
 
 def stage3_share(run_: dict) -> float:
-    return next((r["value"] for r in run_["rows"] if r["method"] == "stage 3 wall time"), np.nan) / stage_seconds(run_)
+    return stage_times(run_).get("stage 3", np.nan) / stage_seconds(run_)
+
+
+def setting_of(run_: dict) -> tuple:
+    """(precision, MoCo epochs, joint epochs) of a committed run."""
+    return tuple(precision_point(run_)[key_] for key_ in SETTING)
 
 
 def share_point(name_: str, run_: dict) -> dict:
@@ -2041,13 +2051,13 @@ def share_point(name_: str, run_: dict) -> dict:
 def committed_setting(folder: Path, setting_: tuple) -> list[dict]:
     """The committed runs in `folder` with this (precision, MoCo epochs, joint epochs)."""
     runs_ = [results.load(path) for path in sorted(folder.glob("*/results.json"))]
-    return [run_ for run_ in runs_ if tuple(precision_point(run_)[key_] for key_ in SETTING) == setting_]
+    return [run_ for run_ in runs_ if setting_of(run_) == setting_]
 
 
 profile_runs_ = committed_setting(PRECISION_RUNS, settings_["book"])
 share_runs_ = [results.load(path) for path in sorted(STAGE1_SHARE_RUNS.glob("*/results.json"))]
 # the folder also holds a rerun of seed 0 at the earlier lengths, made beside the others to time both on one machine
-rerun_ = next((run_ for run_ in share_runs_ if tuple(precision_point(run_)[key_] for key_ in SETTING) == settings_["book"]), None)
+rerun_ = next((run_ for run_ in share_runs_ if setting_of(run_) == settings_["book"]), None)
 more_runs_ = [run_ for run_ in share_runs_ if run_ is not rerun_]
 share_table = pd.DataFrame([share_point("profile", run_) for run_ in profile_runs_]
                            + [share_point("more stage 1", run_) for run_ in more_runs_],
@@ -2064,14 +2074,15 @@ report.glue("s1_moco", int(more_share_["MoCo epochs"].iloc[0]) if len(more_share
 report.glue("s1_joint", int(more_share_["joint epochs"].iloc[0]) if len(more_share_) else 0)
 paired_share_ = share_table.pivot(index="seed", columns="run", values=["k-means (train)", "SPICE-Self (train)", "SPICE (train)",
                                                                        "stages, s"]).dropna()
+share_gains_ = {}
 for column_, key_ in (("k-means (train)", "kmeans"), ("SPICE-Self (train)", "self"), ("SPICE (train)", "spice")):
-    gains_ = (paired_share_[(column_, "more stage 1")] - paired_share_[(column_, "profile")]) if len(paired_share_) else pd.Series(dtype=float)
+    gains_ = share_gains_[key_] = ((paired_share_[(column_, "more stage 1")] - paired_share_[(column_, "profile")])
+                                   if len(paired_share_) else pd.Series(dtype=float))
     report.glue(f"s1_{key_}_words", gains_words(gains_))
     report.glue(f"s1_{key_}_gain_min", float(gains_.min()) if len(gains_) else np.nan)
     report.glue(f"s1_{key_}_gain_max", float(gains_.max()) if len(gains_) else np.nan)
     report.glue(f"s1_{key_}_mean", float(more_share_[column_].mean()) if len(more_share_) else np.nan)
-spice_gains_ = ((paired_share_[("SPICE (train)", "more stage 1")] - paired_share_[("SPICE (train)", "profile")])
-                if len(paired_share_) else pd.Series(dtype=float))
+spice_gains_ = share_gains_["spice"]
 more_seed0_ = next((run_ for run_ in more_runs_ if run_["seed"] == 0), None)
 report.glue("s1_time_ratio", stage_seconds(more_seed0_) / stage_seconds(rerun_) if rerun_ and more_seed0_ else np.nan)
 committed_seed0_ = profile_share_[profile_share_.seed == 0]["SPICE (train)"]
